@@ -1,0 +1,51 @@
+"""Alembic environment for monitor.
+
+Run from code, `monitor.store.migrate` hands over an open connection in
+`config.attributes["connection"]`. Run from the alembic CLI (to write a new revision),
+the URL comes from `-x url=…` or `sqlalchemy.url` in alembic.ini.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from monitor.store.engine import make_engine
+from monitor.store.models import Base
+
+config = context.config
+
+
+def run_on(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        # SQLite cannot ALTER most things in place; batch mode copies the table instead.
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def cli_url() -> str:
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("alembic: give the database as -x url=… or sqlalchemy.url in alembic.ini")
+    return url
+
+
+if context.is_offline_mode():
+    # `alembic upgrade head --sql`: DDL for a DBA to review and apply to the central Postgres.
+    context.configure(url=cli_url(), target_metadata=Base.metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+elif (shared := config.attributes.get("connection")) is not None:
+    run_on(shared)
+else:
+    engine = make_engine(cli_url())
+    try:
+        with engine.begin() as connection:
+            run_on(connection)
+    finally:
+        engine.dispose()

@@ -1,0 +1,136 @@
+"""Command line (DESIGN §3.6). Exit codes: 0 ok, 2 usage/config error, 1 runtime failure."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from monitor.config import Check, Config, ConfigError, load_config
+from monitor.model import ProbeResult
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("monitor")
+
+DESCRIPTION = """\
+monitor watches whether the paths software depends on (Go module proxies, the checksum
+database, Git hosts, DNS resolvers, HTTP/SOCKS proxies) are reachable and honest, and says
+why when they are not."""
+
+EPILOG = """\
+examples:
+  monitor check-config config.example.yaml
+  monitor probe -c config.example.yaml --once --json          # one JSON line per result
+  monitor probe -c config.example.yaml --once --check gh-tls --json
+  monitor run -c config.example.yaml                          # daemon: /metrics on 127.0.0.1:9464
+  monitor db upgrade -c config.example.yaml
+
+exit codes: 0 ok, 1 runtime failure, 2 usage or config error (FILE:LINE: key: message)"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="monitor", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity (default: info)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon: scheduler, store writer, /metrics", description="Run the monitoring daemon until SIGTERM. SIGHUP or POST /-/reload re-reads the config.")
+    run.add_argument("-c", "--config", required=True, help="config file (YAML)")
+
+    probe = sub.add_parser("probe", help="run checks once and print their results", description="Run every configured (check, vantage) once and print the results.")
+    probe.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    probe.add_argument("--once", action="store_true", required=True, help="run once and exit (the only mode for now)")
+    probe.add_argument("--check", action="append", metavar="NAME", help="only this check (repeatable)")
+    probe.add_argument("--json", action="store_true", help="print one JSON object per result (DESIGN §3.2) instead of a table")
+
+    cc = sub.add_parser("check-config", help="validate a config file", description="Validate a config file; print every problem as FILE:LINE: key: message.")
+    cc.add_argument("config", help="config file (YAML)")
+
+    db = sub.add_parser("db", help="database maintenance")
+    dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = dbsub.add_parser("upgrade", help="migrate the store's schema to the latest version")
+    up.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    return p
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # APScheduler logs every job start at INFO; keep its warnings (skipped runs) only.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    if args.command == "check-config":
+        cfg = _load(args.config)
+        if cfg is None:
+            return EXIT_USAGE
+        print(f"{args.config}: ok ({len(cfg.checks)} checks, {len(cfg.vantages)} vantages)")
+        return EXIT_OK
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_USAGE
+    try:
+        if args.command == "run":
+            from monitor.daemon import run_daemon
+
+            return asyncio.run(run_daemon(args.config, cfg))
+        if args.command == "probe":
+            return _probe(cfg, args)
+        if args.command == "db":
+            from monitor.store import upgrade
+
+            upgrade(cfg.storage.url)
+            print(f"database at {cfg.storage.url} is at the latest schema")
+            return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_RUNTIME
+    except Exception as e:  # a runtime failure: say what, not a traceback, unless debugging
+        log.error("%s: %s", type(e).__name__, e, exc_info=args.log_level == "debug")
+        return EXIT_RUNTIME
+    return EXIT_USAGE
+
+
+async def _measure_once(cfg: Config, checks: list[Check]) -> list[ProbeResult]:
+    """Every (check, vantage) once, concurrently within the configured cap, in config order."""
+    from monitor.probes import measure
+    from monitor.vantage import vantages_from_config
+
+    vantages = vantages_from_config(cfg)
+    cap = asyncio.Semaphore(cfg.scheduler.max_concurrency)
+
+    async def one(check: Check, vantage: str) -> list[ProbeResult]:
+        async with cap:
+            return await measure(check, vantages[vantage], agent=cfg.agent)
+
+    rounds = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
+    return [r for results in rounds for r in results]
+
+
+def _probe(cfg: Config, args: argparse.Namespace) -> int:
+    names = set(args.check or [])
+    unknown = names - {c.name for c in cfg.checks}
+    if unknown:
+        print(f"unknown check(s): {', '.join(sorted(unknown))} (known: {', '.join(c.name for c in cfg.checks)})", file=sys.stderr)
+        return EXIT_USAGE
+    checks = [c for c in cfg.checks if not names or c.name in names]
+    for result in asyncio.run(_measure_once(cfg, checks)):
+        if args.json:
+            print(json.dumps(result.to_json(), separators=(",", ":"), sort_keys=False), flush=True)
+        else:
+            failure = f"{result.failure.cls}@{result.failure.operation}: {result.failure.detail}" if result.failure else ""
+            print(f"{'OK  ' if result.ok else 'FAIL'} {result.check:<20} {result.vantage:<12} {result.target:<40} {result.duration_s*1000:8.1f} ms  {failure}", flush=True)
+    return EXIT_OK

@@ -1,0 +1,108 @@
+"""`monitor run`: wires config, store writer, scheduler, probes and exporter together.
+
+Lifecycle: load config -> upgrade the database -> start writer, HTTP server, scheduler ->
+serve until SIGTERM/SIGINT. SIGHUP or POST /-/reload re-reads the config: a bad file keeps
+the running config and sets monitor_config_last_reload_successful to 0. On stop, running
+probes get a grace period, then every queued result is flushed before exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from monitor.config import Check, Config, ConfigError, load_config
+from monitor.export.collector import MonitorCollector
+from monitor.export.server import ExporterServer
+from monitor.export.state import ExporterState
+from monitor.probes import measure
+from monitor.scheduler import CheckScheduler
+from monitor.store import ResultWriter, upgrade
+from monitor.vantage import Vantage, vantages_from_config
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, config: Config):
+        self.config_path = Path(config_path)
+        self.config = config
+        self.vantages: dict[str, Vantage] = vantages_from_config(config)
+        self.state = ExporterState()
+        self.writer = ResultWriter(
+            config.storage.url,
+            queue_size=config.storage.queue_size,
+            batch_size=config.storage.batch_size,
+            flush_interval=config.storage.flush_interval,
+        )
+        registry = CollectorRegistry()
+        registry.register(MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth))
+        self.server = ExporterServer(config.exporter.listen, registry, self.reload)
+        self.scheduler = CheckScheduler(
+            self._measure, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag
+        )
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+        writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
+        await self.server.start()
+        self.scheduler.apply(self.config)
+        self.state.reload_ok, self.state.reload_time = True, time.time()
+        self.scheduler.start()
+        log.info("agent %s running %d checks from %s", self.config.agent, len(self.config.checks), self.config_path)
+
+        await self._stop.wait()
+        log.info("stopping: letting running probes finish, then flushing the store queue")
+        grace = min(30.0, max((c.timeout for c in self.config.checks), default=1.0) + 1.0)
+        await self.scheduler.shutdown(grace)
+        await self.server.stop()
+        await self.writer.close()
+        await writer_task
+        log.info("stopped; %d results written", self.writer.written)
+        return 0
+
+    async def reload(self) -> tuple[bool, str]:
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as e:
+                self.state.reload_ok = False
+                for problem in e.problems:
+                    log.error("reload rejected, keeping the running config: %s", problem)
+                return False, "reload rejected, running config kept:\n" + "\n".join(e.problems)
+            restart_only = [k for k in ("storage", "exporter", "scheduler", "agent") if getattr(new, k) != getattr(self.config, k)]
+            if restart_only:
+                log.warning("changes to %s take effect only after a restart", ", ".join(restart_only))
+            self.config = new.model_copy(update={k: getattr(self.config, k) for k in restart_only})
+            self.vantages = vantages_from_config(self.config)
+            unchanged = self.scheduler.apply(self.config)
+            self.state.forget_checks_except({tuple(jid.rsplit("@", 1)) for jid in unchanged})  # type: ignore[misc]
+            self.state.reload_ok, self.state.reload_time = True, time.time()
+            log.info("config reloaded: %d checks", len(self.config.checks))
+            return True, f"reloaded: {len(self.config.checks)} checks"
+
+    async def _measure(self, check: Check, vantage_name: str) -> None:
+        vantage = self.vantages[vantage_name]
+        for result in await measure(check, vantage, agent=self.config.agent):
+            self.writer.submit(result)
+            self.state.record(result)
+            log.debug("%s@%s %s %s", result.check, result.vantage, "ok" if result.ok else "FAIL", result.failure or "")
+
+    def _record_lag(self, check: str, vantage: str, seconds: float) -> None:
+        self.state.scheduler_lag[(check, vantage)] = seconds
+
+
+async def run_daemon(config_path: str | Path, config: Config) -> int:
+    await asyncio.to_thread(upgrade, config.storage.url)
+    return await Daemon(config_path, config).run()

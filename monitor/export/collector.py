@@ -1,0 +1,103 @@
+"""Prometheus Collector over ExporterState (DESIGN §3.5).
+
+Blackbox-compatible names where the meaning is the same, so existing rules and boards work;
+our own under `monitor_`. Every probe series is labelled check/kind/vantage/target, all of
+which come from the config — never free text from the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor.export.state import PHASE_BUCKETS, ExporterState
+from monitor.model import Phase, ProbeResult
+
+PROBE_LABELS = ["check", "kind", "vantage", "target"]
+
+# blackbox_exporter's http prober names the header wait "processing".
+_BLACKBOX_HTTP_PHASE = {Phase.RESOLVE: "resolve", Phase.CONNECT: "connect", Phase.TLS: "tls", Phase.TTFB: "processing", Phase.TRANSFER: "transfer"}
+
+
+def _labels(r: ProbeResult) -> list[str]:
+    return [r.check, r.kind, r.vantage, r.target]
+
+
+def _unix_time(iso: str) -> float | None:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+class MonitorCollector(Collector):
+    def __init__(self, state: ExporterState, queue_depth: Callable[[], int] = lambda: 0):
+        self.state = state
+        self.queue_depth = queue_depth  # read at scrape time from the store writer
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.state.snapshot()
+        yield from self._probe_metrics(s)
+        yield from self._history_metrics(s)
+        yield from self._daemon_metrics(s)
+
+    def _probe_metrics(self, s: ExporterState) -> Iterator[Metric]:
+        success = GaugeMetricFamily("probe_success", "1 if the last probe succeeded", labels=PROBE_LABELS)
+        duration = GaugeMetricFamily("probe_duration_seconds", "Duration of the last probe", labels=PROBE_LABELS)
+        dns_time = GaugeMetricFamily("probe_dns_lookup_time_seconds", "Time spent resolving the target name", labels=PROBE_LABELS)
+        http_phase = GaugeMetricFamily("probe_http_duration_seconds", "HTTP request phases of the last probe", labels=PROBE_LABELS + ["phase"])
+        status = GaugeMetricFamily("probe_http_status_code", "HTTP status of the last response", labels=PROBE_LABELS)
+        expiry = GaugeMetricFamily("probe_ssl_earliest_cert_expiry", "Unix time the presented leaf certificate expires", labels=PROBE_LABELS)
+        tls_version = GaugeMetricFamily("probe_tls_version_info", "TLS version of the last handshake", labels=PROBE_LABELS + ["version"])
+        for r in s.latest.values():
+            labels = _labels(r)
+            success.add_metric(labels, 1.0 if r.ok else 0.0)
+            duration.add_metric(labels, r.duration_s)
+            if Phase.RESOLVE in r.phases:
+                dns_time.add_metric(labels, r.phases[Phase.RESOLVE])
+            elif r.kind == "dns" and Phase.DNS_ROUND_TRIP in r.phases:
+                dns_time.add_metric(labels, r.phases[Phase.DNS_ROUND_TRIP])
+            if r.kind == "http":
+                # Blackbox always exposes every phase; an unreached phase reads 0.
+                for ours, theirs in _BLACKBOX_HTTP_PHASE.items():
+                    http_phase.add_metric(labels + [theirs], r.phases.get(ours, 0.0))
+                if "status_code" in r.facts:
+                    status.add_metric(labels, float(r.facts["status_code"]))
+            not_after = r.facts.get("cert_not_after")
+            if isinstance(not_after, str) and (ts := _unix_time(not_after)) is not None:
+                expiry.add_metric(labels, ts)
+            if isinstance(r.facts.get("tls_version"), str):
+                tls_version.add_metric(labels + [r.facts["tls_version"]], 1.0)
+        yield from (success, duration, dns_time, http_phase, status, expiry, tls_version)
+
+    def _history_metrics(self, s: ExporterState) -> Iterator[Metric]:
+        kinds = {key: r.kind for key, r in s.latest.items()}
+        failures = CounterMetricFamily(
+            "monitor_probe_failures", "Probe failures by class and operation", labels=PROBE_LABELS + ["class", "operation"]
+        )
+        for (check, vantage, target, cls, op), n in s.failures.items():
+            failures.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target, cls, op], n)
+        yield failures
+        phases = HistogramMetricFamily(
+            "monitor_probe_phase_seconds", "Time spent in each probe phase", labels=PROBE_LABELS + ["phase", "transport"]
+        )
+        for (check, vantage, target, phase, transport), h in s.phases.items():
+            # Histogram.observe counts cumulatively already (value <= bound, for every bound).
+            buckets = [(repr(bound), count) for bound, count in zip(PHASE_BUCKETS, h.counts)]
+            buckets.append(("+Inf", h.total))
+            phases.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target, phase, transport], buckets, h.sum)
+        yield phases
+
+    def _daemon_metrics(self, s: ExporterState) -> Iterator[Metric]:
+        lag = GaugeMetricFamily("monitor_scheduler_lag_seconds", "How late the last run of a check started", labels=["check", "vantage"])
+        for (check, vantage), seconds in s.scheduler_lag.items():
+            lag.add_metric([check, vantage], seconds)
+        yield lag
+        yield GaugeMetricFamily("monitor_store_queue_depth", "Results waiting for the store writer", value=self.queue_depth())
+        yield GaugeMetricFamily("monitor_config_last_reload_successful", "1 if the last config (re)load succeeded", value=1.0 if s.reload_ok else 0.0)
+        yield GaugeMetricFamily(
+            "monitor_config_last_reload_success_timestamp_seconds", "Unix time of the last successful config load", value=s.reload_time
+        )

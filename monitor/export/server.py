@@ -1,0 +1,85 @@
+"""The daemon's small HTTP endpoint: GET /metrics, GET /healthz, POST /-/reload.
+
+A deliberately tiny HTTP/1.1 server on asyncio: one request per connection, bounded request
+head, bounded wait. Pulling a web framework in for three routes would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from monitor.config import split_host_port
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 8192
+READ_TIMEOUT = 5.0
+
+ReloadHook = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class ExporterServer:
+    def __init__(self, listen: str, registry: CollectorRegistry, reload: ReloadHook):
+        self.host, self.port = split_host_port(listen)
+        self.registry = registry
+        self.reload = reload
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEAD)
+        sock = self._server.sockets[0]
+        self.port = sock.getsockname()[1]
+        log.info("serving /metrics, /healthz and POST /-/reload on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            except asyncio.LimitOverrunError:
+                await self._respond(writer, 431, b"request head too large\n")
+                return
+            except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                return
+            parts = head.split(b"\r\n", 1)[0].split()
+            if len(parts) != 3:
+                await self._respond(writer, 400, b"bad request\n")
+                return
+            method, path = parts[0].decode("latin-1"), parts[1].decode("latin-1").split("?", 1)[0]
+            await self._route(writer, method, path)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _route(self, writer: asyncio.StreamWriter, method: str, path: str) -> None:
+        if path == "/metrics" and method in ("GET", "HEAD"):
+            await self._respond(writer, 200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        elif path == "/healthz" and method in ("GET", "HEAD"):
+            await self._respond(writer, 200, b"ok\n")
+        elif path == "/-/reload":
+            if method != "POST":
+                await self._respond(writer, 405, b"use POST\n")
+                return
+            ok, message = await self.reload()
+            await self._respond(writer, 200 if ok else 500, message.encode() + b"\n")
+        elif path == "/":
+            body = b"<html><body><h1>monitor</h1><a href='/metrics'>/metrics</a> <a href='/healthz'>/healthz</a></body></html>\n"
+            await self._respond(writer, 200, body, "text/html; charset=utf-8")
+        else:
+            await self._respond(writer, 404, b"not found\n")
+
+    @staticmethod
+    async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}[status]
+        head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        writer.write(head.encode("latin-1") + body)
+        await writer.drain()

@@ -1,0 +1,43 @@
+"""Bring a database's schema to the newest Alembic revision, from code (no alembic.ini, no CWD)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+
+import monitor
+from monitor.store.engine import make_engine
+
+MIGRATIONS_DIR_ENV = "MONITOR_MIGRATIONS_DIR"
+
+
+def migrations_dir() -> Path:
+    """$MONITOR_MIGRATIONS_DIR, else `migrations/` next to the `monitor` package (source checkout)."""
+    override = os.environ.get(MIGRATIONS_DIR_ENV)
+    path = Path(override) if override else Path(monitor.__file__).resolve().parent.parent / "migrations"
+    if not (path / "env.py").is_file():
+        raise FileNotFoundError(f"no Alembic migrations at {path} (set {MIGRATIONS_DIR_ENV})")
+    return path
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An Alembic Config whose env.py runs on `connection` (see migrations/env.py)."""
+    config = Config()
+    # ConfigParser interpolates '%': a path holding one must be escaped.
+    config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Apply every migration not yet applied to the database at `url`."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "head")
+    finally:
+        engine.dispose()

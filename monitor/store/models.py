@@ -1,0 +1,93 @@
+"""SQLAlchemy 2 models of what monitor stores: one row per ProbeResult.
+
+Failure class, operation and verdict are kept as plain strings/JSON, not database enums:
+the vocabularies grow with new probes, and an enum would turn each new word into a
+migration that has to lock the table on every agent's central database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Double, Index, MetaData, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints let Alembic's batch mode (SQLite) find and alter them later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on PostgreSQL so later analysis can index and query facts; plain JSON text elsewhere.
+Document = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC instant on every dialect.
+
+    PostgreSQL keeps `timestamptz`; SQLite has no zone support, so instants are stored as
+    naive UTC (a fixed-width text that sorts in time order) and come back tagged UTC.
+    A naive datetime is refused: its meaning depends on the host, and results from agents
+    on several hosts share one table.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: results are stored as UTC instants")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ResultRow(Base):
+    """One ProbeResult. `id` is the result's own UUID, so replays insert nothing new."""
+
+    __tablename__ = "results"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent: Mapped[str] = mapped_column(String)
+    check: Mapped[str] = mapped_column(String)
+    kind: Mapped[str] = mapped_column(String)
+    vantage: Mapped[str] = mapped_column(String)
+    target: Mapped[str] = mapped_column(String)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    duration_s: Mapped[float] = mapped_column(Double)
+    phases: Mapped[dict[str, float]] = mapped_column(Document)
+    failure_class: Mapped[str | None] = mapped_column(String)
+    failure_operation: Mapped[str | None] = mapped_column(String)
+    failure_detail: Mapped[str | None] = mapped_column(Text)
+    facts: Mapped[dict[str, Any]] = mapped_column(Document)
+    # none_as_null: "no verdict" must be SQL NULL, not the JSON literal null.
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    )
+
+    __table_args__ = (
+        # Time-range reads of one check from one vantage (dashboards, analysis, rollups).
+        Index("ix_results_check_vantage_started_at", "check", "vantage", "started_at"),
+        # Retention deletes by age across all checks.
+        Index("ix_results_started_at", "started_at"),
+    )

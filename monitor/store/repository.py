@@ -1,0 +1,121 @@
+"""Reads and writes of ProbeResults. Every function takes a Session: callers own the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from monitor.model import Failure, FailureClass, Operation, ProbeResult, Verdict
+from monitor.store.models import ResultRow
+
+# One INSERT ... ON CONFLICT per dialect we support; both spell it the same way.
+_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def _to_row(r: ProbeResult) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "agent": r.agent,
+        "check": r.check,
+        "kind": r.kind,
+        "vantage": r.vantage,
+        "target": r.target,
+        "started_at": r.started_at,
+        "ok": r.ok,
+        "duration_s": r.duration_s,
+        "phases": r.phases,
+        "failure_class": r.failure.cls.value if r.failure else None,
+        "failure_operation": r.failure.operation.value if r.failure else None,
+        "failure_detail": r.failure.detail if r.failure else None,
+        "facts": r.facts,
+        "verdict": r.verdict.to_json() if r.verdict else None,
+    }
+
+
+def _from_row(row: ResultRow) -> ProbeResult:
+    failure = None
+    if row.failure_class is not None:
+        failure = Failure(
+            FailureClass(row.failure_class), Operation(row.failure_operation), row.failure_detail or ""
+        )
+    return ProbeResult(
+        id=row.id,
+        agent=row.agent,
+        check=row.check,
+        kind=row.kind,
+        vantage=row.vantage,
+        target=row.target,
+        started_at=row.started_at,
+        ok=row.ok,
+        duration_s=row.duration_s,
+        phases=dict(row.phases),
+        failure=failure,
+        facts=dict(row.facts),
+        verdict=Verdict.from_json(row.verdict) if row.verdict is not None else None,
+    )
+
+
+def save_results(session: Session, results: list[ProbeResult]) -> int:
+    """Insert results; ids already stored are skipped. Returns how many rows were new.
+
+    Idempotent so that a batch retried after an ambiguous failure (the commit may or may
+    not have happened) or replayed from a spool is stored exactly once.
+    """
+    rows = [_to_row(r) for r in results]
+    if not rows:
+        return 0
+    table = ResultRow.__table__
+    insert = _INSERT[session.get_bind().dialect.name]
+    stmt = insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+    # RETURNING lists only the rows actually inserted, on both dialects and in executemany.
+    return len(session.execute(stmt, rows).all())
+
+
+def results_between(
+    session: Session, check: str, vantage: str, since: datetime, until: datetime
+) -> list[ProbeResult]:
+    """Results of one check from one vantage with since <= started_at < until, oldest first."""
+    stmt = (
+        select(ResultRow)
+        .where(
+            ResultRow.check == check,
+            ResultRow.vantage == vantage,
+            ResultRow.started_at >= since,
+            ResultRow.started_at < until,
+        )
+        .order_by(ResultRow.started_at, ResultRow.id)
+    )
+    return [_from_row(row) for row in session.scalars(stmt)]
+
+
+def latest_per_check_vantage(session: Session, check: str) -> list[ProbeResult]:
+    """The newest result of `check` from each (vantage, agent), ordered by vantage then agent.
+
+    Two agents may measure through vantages of the same name from different networks,
+    so the agent is part of the key: cross-vantage analysis must not merge them.
+    """
+    newest_first = (
+        func.row_number()
+        .over(
+            partition_by=(ResultRow.vantage, ResultRow.agent),
+            order_by=(ResultRow.started_at.desc(), ResultRow.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = select(ResultRow.id, newest_first).where(ResultRow.check == check).subquery()
+    stmt = (
+        select(ResultRow)
+        .join(ranked, ranked.c.id == ResultRow.id)
+        .where(ranked.c.rank == 1)
+        .order_by(ResultRow.vantage, ResultRow.agent)
+    )
+    return [_from_row(row) for row in session.scalars(stmt)]
+
+
+def prune_older_than(session: Session, cutoff: datetime) -> int:
+    """Delete results that started before `cutoff`; returns how many were deleted."""
+    return session.execute(delete(ResultRow).where(ResultRow.started_at < cutoff)).rowcount
