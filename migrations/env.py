@@ -9,11 +9,20 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlalchemy.types import TypeDecorator
 
 from monitor.store.engine import make_engine
 from monitor.store.models import Base
 
 config = context.config
+
+
+def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Autogenerate spells monitor's own column types as the plain SQLAlchemy type under them:
+    a revision is history and must not import the models it predates."""
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl!r}"
+    return False
 
 
 def run_on(connection: Connection) -> None:
@@ -23,6 +32,7 @@ def run_on(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode copies the table instead.
         render_as_batch=True,
         compare_type=True,
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -13,7 +13,7 @@ import logging
 from collections import deque
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.model import ProbeResult
@@ -27,13 +27,15 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 30.0
 
 
-def _is_poison(exc: StatementError) -> bool:
-    """True when the data in the batch, not the database, made the write fail.
+def _may_heal(exc: Exception) -> bool:
+    """True when the database, not the data, made a write fail: retrying may succeed.
 
-    Such a batch would fail forever; everything else (unreachable server, missing
-    database or table, read-only or full disk, lock timeouts) may heal, so it is retried.
+    Unreachable server, missing database or table, read-only or full disk, lock timeouts
+    all may heal. Data the database refuses (DataError, IntegrityError) or that cannot
+    even be encoded (SQLAlchemy wraps a bind error in StatementError; psycopg's JSON
+    dumper raises the bare TypeError) would fail forever.
     """
-    return not isinstance(exc, DBAPIError) or isinstance(exc, (DataError, IntegrityError))
+    return isinstance(exc, DBAPIError) and not isinstance(exc, (DataError, IntegrityError))
 
 
 class ResultWriter:
@@ -53,6 +55,8 @@ class ResultWriter:
         batch_size: int = 500,
         flush_interval: float = 1.0,
     ) -> None:
+        if queue_size < 1 or batch_size < 1 or flush_interval <= 0:
+            raise ValueError("queue_size and batch_size must be >= 1 and flush_interval > 0")
         if isinstance(url_or_engine, Engine):
             self._engine, self._owns_engine = url_or_engine, False
         else:
@@ -62,7 +66,8 @@ class ResultWriter:
         self._flush_interval = flush_interval
         # Taken from the queue, not yet stored: held across retries so it is never lost.
         self._batch: list[ProbeResult] = []
-        self._batch_ready = asyncio.Event()
+        # Set when a full batch is queued or close is requested: ends the flush_interval wait.
+        self._wakeup = asyncio.Event()
         self._close_requested = asyncio.Event()
         self._close_deadline = float("inf")
         self._running = False
@@ -90,7 +95,7 @@ class ResultWriter:
                 )
         self._queue.append(result)
         if len(self._queue) >= self._batch_size:
-            self._batch_ready.set()
+            self._wakeup.set()
 
     async def run(self) -> None:
         """Write batches until `close()` is requested and everything queued is stored."""
@@ -117,6 +122,7 @@ class ResultWriter:
         loop = asyncio.get_running_loop()
         self._close_deadline = loop.time() + timeout
         self._close_requested.set()
+        self._wakeup.set()
         try:
             if self._running:
                 await self._stopped.wait()
@@ -130,16 +136,11 @@ class ResultWriter:
         """Return when a full batch is queued, close is requested, or flush_interval passed."""
         if len(self._queue) >= self._batch_size or self._close_requested.is_set():
             return
-        self._batch_ready.clear()
-        waits = [
-            asyncio.ensure_future(self._batch_ready.wait()),
-            asyncio.ensure_future(self._close_requested.wait()),
-        ]
+        self._wakeup.clear()
         try:
-            await asyncio.wait(waits, timeout=self._flush_interval, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+            await asyncio.wait_for(self._wakeup.wait(), self._flush_interval)
+        except TimeoutError:
+            pass
 
     def _take_batch(self) -> None:
         n = min(self._batch_size, len(self._queue))
@@ -161,7 +162,7 @@ class ResultWriter:
                 wait = min(delay, left)
                 log.warning(
                     "storing %d results failed (%s); retrying in %.1f s, %d queued",
-                    len(self._batch), exc.orig or exc, wait, self.queue_depth,
+                    len(self._batch), exc.orig, wait, self.queue_depth,
                 )
                 await self._sleep_unless_closing(wait)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -184,9 +185,9 @@ class ResultWriter:
         except TimeoutError:
             pass
 
-    def _give_up(self, exc: Exception) -> None:
+    def _give_up(self, exc: DBAPIError) -> None:
         lost = self.queue_depth
-        log.error("database still failing at shutdown (%s); %d results not stored", exc, lost)
+        log.error("database still failing at shutdown (%s); %d results not stored", exc.orig, lost)
         self.dropped += lost
         self._batch = []
         self._queue.clear()
@@ -194,23 +195,24 @@ class ResultWriter:
     def _store(self, batch: list[ProbeResult]) -> tuple[int, int]:
         """Runs on a worker thread. Returns (rows written, results that cannot be written).
 
-        A batch refused for its data is retried one result at a time, so that one bad
-        result (e.g. facts that are not JSON) costs itself, not the batch.
+        Errors that may heal propagate, so the whole batch is retried (already stored ids
+        are skipped). A batch refused for its data is retried one result at a time, so
+        that one bad result (e.g. facts that are not JSON) costs itself, not the batch.
         """
         try:
             return self._store_together(batch), 0
-        except StatementError as exc:
-            if not _is_poison(exc):
+        except Exception as exc:
+            if _may_heal(exc):
                 raise
         written = unwritable = 0
         for result in batch:
             try:
                 written += self._store_together([result])
-            except StatementError as exc:
-                if not _is_poison(exc):
+            except Exception as exc:
+                if _may_heal(exc):
                     raise
                 unwritable += 1
-                log.error("cannot store result %s of check %r: %s", result.id, result.check, exc)
+                log.error("cannot store result %s of check %r: %r", result.id, result.check, exc)
         return written, unwritable
 
     def _store_together(self, batch: list[ProbeResult]) -> int:
