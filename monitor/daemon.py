@@ -97,7 +97,11 @@ class Daemon:
         for result in await measure(check, vantage, agent=self.config.agent):
             self.writer.submit(result)
             self.state.record(result)
-            log.debug("%s@%s %s %s", result.check, result.vantage, "ok" if result.ok else "FAIL", result.failure or "")
+            log.debug(
+                "result id=%s check=%s vantage=%s target=%s ok=%s failure=%s",
+                result.id, result.check, result.vantage, result.target, result.ok,
+                f"{result.failure.cls}@{result.failure.operation}" if result.failure else "-",
+            )
 
     def _record_lag(self, check: str, vantage: str, seconds: float) -> None:
         self.state.scheduler_lag[(check, vantage)] = seconds

@@ -1,0 +1,41 @@
+"""pytest fixtures over the loopback servers. Import the ones a test module uses:
+
+    from tests.servers.fixtures import pki, vantage, serve  # noqa: F401  (pytest fixtures)
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from monitor.vantage import Vantage
+from tests.servers.certs import Pki, make_pki
+from tests.servers.tcp import TcpServer
+
+Serve = Callable[[TcpServer], Awaitable[TcpServer]]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def vantage(pki: Pki) -> Vantage:
+    """The local vantage, trusting the test CA besides certifi's roots."""
+    return Vantage(name="local", extra_ca_files=(str(pki.ca_path),))
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start a server for this test: `server = await serve(HttpServer(...))`; stopped at the end."""
+    started: list[TcpServer] = []
+
+    async def start(server: TcpServer) -> TcpServer:
+        started.append(server)
+        return await server.start()
+
+    yield start
+    for server in started:
+        await server.stop()
