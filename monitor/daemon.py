@@ -22,7 +22,8 @@ from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
 from monitor.probes import measure
 from monitor.scheduler import CheckScheduler
-from monitor.store import ResultWriter, upgrade
+from monitor.store import ResultWriter, make_engine, upgrade
+from monitor.store.retention import prune_forever
 from monitor.vantage import Vantage, vantages_from_config
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
         writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
+        prune_engine = make_engine(self.config.storage.url)
+        prune_task = asyncio.create_task(prune_forever(prune_engine, self.config.storage.retention_raw), name="retention")
         await self.server.start()
         self.scheduler.apply(self.config)
         self.state.reload_ok, self.state.reload_time = True, time.time()
@@ -67,6 +70,9 @@ class Daemon:
         grace = min(30.0, max((c.timeout for c in self.config.checks), default=1.0) + 1.0)
         await self.scheduler.shutdown(grace)
         await self.server.stop()
+        prune_task.cancel()
+        await asyncio.gather(prune_task, return_exceptions=True)
+        prune_engine.dispose()
         await self.writer.close()
         await writer_task
         log.info("stopped; %d results written", self.writer.written)
