@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # ---------------------------------------------------------------------------------------------
 # Value types
@@ -78,6 +78,50 @@ def _valid_ip(v: str) -> str:
 HostPort = Annotated[str, AfterValidator(_valid_host_port)]
 IPAddress = Annotated[str, AfterValidator(_valid_ip)]
 
+PROXY_SCHEMES = ("http", "socks5", "socks5h")
+
+
+def split_proxy_url(url: str) -> tuple[str, str, int]:
+    """'http://HOST:PORT', 'socks5://HOST:PORT' or 'socks5h://HOST:PORT' -> (scheme, host, port).
+
+    As in curl, socks5:// is given an address resolved here and socks5h:// the name (the proxy
+    resolves it); http:// CONNECT always sends the name. Credentials in the URL are refused,
+    and never echoed: the URL is shown in logs, results and labels, so a secret in it would
+    spread everywhere; auth_env / auth_file say where the secret is instead.
+    """
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError("credentials in a proxy URL would be logged and stored; use auth_env or auth_file")
+    if parts.scheme not in PROXY_SCHEMES:
+        raise ValueError(f"expected http://HOST:PORT, socks5://HOST:PORT or socks5h://HOST:PORT, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError as e:  # urlsplit's own: "Port out of range 0-65535"
+        raise ValueError(f"proxy {url!r}: {e}") from None
+    if not parts.hostname or not port:
+        raise ValueError(f"proxy {url!r}: expected SCHEME://HOST:PORT with an explicit port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"proxy {url!r}: unexpected path, query or fragment")
+    return parts.scheme, parts.hostname, port
+
+
+def _valid_proxy_url(v: str) -> str:
+    split_proxy_url(v)
+    return v
+
+
+ProxyURL = Annotated[str, AfterValidator(_valid_proxy_url)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+def _one_auth_source(auth_env: str | None, auth_file: str | None, proxy: str | None, proxy_key: str) -> None:
+    """Proxy credentials (USER:PASSWORD) come from an environment variable or a file, read at
+    each use and never kept: at most one source, and only where there is a proxy to use them."""
+    if auth_env is not None and auth_file is not None:
+        raise ValueError("give auth_env or auth_file, not both")
+    if (auth_env is not None or auth_file is not None) and proxy is None:
+        raise ValueError(f"auth_env / auth_file need a proxy ({proxy_key})")
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -119,16 +163,18 @@ class TrustConfig(_Model):
 
 class VantageConfig(_Model):
     name: Name
-    via: str | None = None
-    bind: str | None = None
+    # Every probe of this vantage leaves through this proxy (HTTP CONNECT or SOCKS5);
+    # `bind` then sets the source address of the connection to the proxy.
+    via: ProxyURL | None = None
+    auth_env: EnvName | None = None  # environment variable holding USER:PASSWORD for `via`
+    auth_file: str | None = None  # file whose first line is USER:PASSWORD for `via`
+    bind: IPAddress | None = None
     netns: str | None = None
 
-    @field_validator("via")
-    @classmethod
-    def _not_yet(cls, v: str | None) -> str | None:
-        if v is not None:
-            raise ValueError("proxy vantages (via) are not supported yet")
-        return v
+    @model_validator(mode="after")
+    def _auth(self) -> VantageConfig:
+        _one_auth_source(self.auth_env, self.auth_file, self.via, "via")
+        return self
 
     @field_validator("netns")
     @classmethod
@@ -181,7 +227,18 @@ class TlsCheck(_CheckBase):
     connect_to: IPAddress | None = None
     sni: str | None = None  # default: the target's host name
     alpn: list[str] = ["h2", "http/1.1"]
+    # SNI experiment (monitor/probes/_sni.py): with a control name, the same address is also
+    # handshaken with that name and with no SNI, so an SNI filter shows against a working control.
+    control_sni: str | None = None
+    # After a failure that looks like a censor's trigger, residual blocking may hit any new
+    # connection to the same (IP, port) for minutes: the control is not sent there until then.
+    holdoff: Duration = 180.0
 
+    @model_validator(mode="after")
+    def _control_differs(self) -> TlsCheck:
+        if self.control_sni is not None and self.control_sni == (self.sni or split_host_port(self.target)[0]):
+            raise ValueError(f"control_sni {self.control_sni!r} is the target's own SNI: a control must be another name")
+        return self
 
     @property
     def display_target(self) -> str:
@@ -218,18 +275,206 @@ class DnsCheck(_CheckBase):
     kind: Literal["dns"]
     query: str
     type: Literal["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SOA", "HTTPS"] = "A"
-    # udp://IP[:port], tcp://IP[:port], tls://NAME-or-IP[:853], https://HOST/PATH, system
+    # udp://IP[:port], tcp://IP[:port], tls://NAME-or-IP[:853][#AUTH-NAME], https://HOST/PATH,
+    # system — syntax in monitor/probes/dns_resolvers.py
     resolvers: list[str] = Field(min_length=1)
     # After the first UDP reply keep listening this long: a second, differing reply is the
     # signature of an on-path injector racing the real resolver.
     injection_window: Duration = 0.5
+    # How https:// resolvers are asked (RFC 8484 §4.1): POST, or GET (cacheable by HTTP caches).
+    doh_method: Literal["GET", "POST"] = "POST"
+
+    @field_validator("query")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        import dns.exception
+        import dns.name
+
+        try:
+            dns.name.from_text(v)
+        except dns.exception.DNSException as e:
+            raise ValueError(f"{v!r} is not a valid DNS name: {e}") from None
+        return v
+
+    @field_validator("resolvers")
+    @classmethod
+    def _resolver_specs(cls, v: list[str]) -> list[str]:
+        # Imported here: the probes package imports this module, so not at its top.
+        from monitor.probes.dns_resolvers import parse_resolver
+
+        for spec in v:
+            parse_resolver(spec)
+        duplicates = sorted({s for s in v if v.count(s) > 1})
+        if duplicates:  # each resolver's result is told apart by its spec
+            raise ValueError(f"resolver listed twice: {', '.join(duplicates)}")
+        return v
+
+    @model_validator(mode="after")
+    def _round_fits(self) -> DnsCheck:
+        if "system" in self.resolvers and self.type not in ("A", "AAAA"):
+            raise ValueError(f"the system resolver (getaddrinfo) answers only A and AAAA, not {self.type}")
+        if self.injection_window >= self.timeout:
+            raise ValueError(f"injection_window ({self.injection_window:g}s) must be less than timeout ({self.timeout:g}s)")
+        return self
 
     @property
     def display_target(self) -> str:
         return self.query
 
 
-Check = Annotated[Union[TcpCheck, TlsCheck, HttpCheck, DnsCheck], Field(discriminator="kind")]
+class GoproxyCheck(_CheckBase):
+    """Fetch module@version through a Go module proxy as `go mod download` does and prove the
+    bytes honest: go.sum hashes against the pins and/or the checksum database."""
+
+    kind: Literal["goproxy"]
+    proxy: str  # one proxy URL, or a GOPROXY list: "https://a,https://b|direct"
+    module: str
+    version: str = "latest"  # a canonical version (v1.2.3), or "latest" as the go command picks it
+    # Checksum database name, or "off" (then the pins alone decide). YAML reads a bare off as
+    # false, so false means off too.
+    sumdb: Annotated[str, BeforeValidator(lambda v: "off" if v is False else v)] = "sum.golang.org"
+    sumdb_url: str | None = None  # ask this URL only (as GOSUMDB "name key url"); default: via the proxies, else https://<sumdb>
+    sumdb_key: str | None = None  # verifier key; default: sum.golang.org's
+    expect_h1: str | None = None  # pinned go.sum hash of the zip, "h1:…"
+    expect_gomod_h1: str | None = None  # pinned go.sum hash of the .mod file
+    max_zip_bytes: int = Field(default=500 << 20, ge=1, le=500 << 20)  # zip.MaxZipFile is the ceiling
+
+    # Imported inside the validators: the probes package imports this module, so not at its top.
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_list(cls, v: str) -> str:
+        from monitor.probes._goproxy_list import DIRECT, OFF, parse_goproxy
+
+        if parse_goproxy(v)[0].url in (DIRECT, OFF):
+            raise ValueError("the list must start with a proxy URL: direct and off leave nothing for this check to fetch")
+        return v
+
+    @field_validator("module")
+    @classmethod
+    def _module_path(cls, v: str) -> str:
+        from monitor.probes._gomod import check_module_path
+
+        check_module_path(v)
+        return v
+
+    @field_validator("expect_h1", "expect_gomod_h1")
+    @classmethod
+    def _h1(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"h1:[A-Za-z0-9+/]{43}=", v):
+            raise ValueError(f"expected a go.sum hash h1:<base64 of 32 bytes>, got {v!r}")
+        return v
+
+    @field_validator("sumdb_url")
+    @classmethod
+    def _sumdb_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GoproxyCheck:
+        from monitor.probes._gomod import check_module_version
+        from monitor.probes._sumdb import verifier_for
+
+        if self.version != "latest":
+            check_module_version(self.module, self.version)
+        if self.sumdb == "off":
+            if self.expect_h1 is None and self.expect_gomod_h1 is None:
+                raise ValueError("with sumdb: off, give expect_h1 and/or expect_gomod_h1: nothing else proves the bytes")
+            if self.sumdb_url or self.sumdb_key:
+                raise ValueError("sumdb_url and sumdb_key have no use with sumdb: off")
+        else:
+            verifier_for(self.sumdb, self.sumdb_key)
+        return self
+
+    @property
+    def display_target(self) -> str:
+        return f"{self.module}@{self.version} via {self.proxy}"
+
+
+def _valid_http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+    return v
+
+
+HttpURL = Annotated[str, AfterValidator(_valid_http_url)]
+
+
+def url_host_port(url: str) -> tuple[str, int]:
+    """(host, port) an http(s) URL connects to, the scheme's port if none is given."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class ProxyCheck(_CheckBase):
+    """Does this proxy carry traffic? mode connect: TCP to the proxy (proxy_connect), the
+    tunnel's setup (proxy_handshake: CONNECT's 2xx or the SOCKS5 reply), then through the tunnel
+    an HTTP request to `url`, or without one a TLS handshake with `target` (`tls: false`: the
+    tunnel alone). mode forward: `url` (plain http://) requested from an HTTP proxy by its
+    absolute URI, as a browser's forward proxy is used."""
+
+    kind: Literal["proxy"]
+    proxy: ProxyURL
+    auth_env: EnvName | None = None  # environment variable holding USER:PASSWORD for the proxy
+    auth_file: str | None = None  # file whose first line is USER:PASSWORD for the proxy
+    mode: Literal["connect", "forward"] = "connect"
+    target: HostPort | None = None  # what the tunnel is asked for; default: the url's host:port
+    connect_to: IPAddress | None = None  # ask the proxy for this address instead of the name
+    url: HttpURL | None = None
+    tls: bool = True
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = []  # default: any 2xx
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProxyCheck:
+        _one_auth_source(self.auth_env, self.auth_file, self.proxy, "proxy")
+        if self.mode == "forward":
+            if self.url is None or not self.url.startswith("http://"):
+                raise ValueError("mode forward needs an http:// url (https goes through a CONNECT tunnel: mode connect)")
+            if not self.proxy.startswith("http://"):
+                raise ValueError("mode forward needs an http:// proxy (SOCKS5 has no forward mode)")
+            if self.target is not None or self.connect_to is not None:
+                raise ValueError("target and connect_to apply to mode connect only")
+        elif self.url is None and self.target is None:
+            raise ValueError("mode connect needs a target (host:port) or a url")
+        elif self.url is not None and self.target is not None and split_host_port(self.target) != url_host_port(self.url):
+            raise ValueError(f"url {self.url!r} is not on target {self.target!r}: give one of them, or make them agree")
+        if self.url is not None and "tls" in self.model_fields_set:
+            raise ValueError("tls applies without url only (the url's scheme says whether TLS is used)")
+        return self
+
+    @property
+    def display_target(self) -> str:
+        return f"{self.url or self.target} via {self.proxy}"
+
+
+class GitCheck(_CheckBase):
+    """Can this vantage fetch from a Git host? Smart HTTP (`url`: GET info/refs of
+    git-upload-pack must answer with the service advertisement and at least one ref) and SSH
+    (`ssh`: TCP connect and the server's SSH-2.0 banner, no login), side by side in one result."""
+
+    kind: Literal["git"]
+    url: HttpURL | None = None  # the repository's URL, as given to git clone
+    ssh: HostPort | None = None  # e.g. "github.com:22"
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> GitCheck:
+        if self.url is None and self.ssh is None:
+            raise ValueError("give url (smart HTTP), ssh (host:port), or both")
+        return self
+
+    @property
+    def display_target(self) -> str:
+        return " + ".join([*([self.url] if self.url else []), *([f"ssh://{self.ssh}"] if self.ssh else [])])
+
+
+Check = Annotated[
+    Union[TcpCheck, TlsCheck, HttpCheck, DnsCheck, GoproxyCheck, ProxyCheck, GitCheck], Field(discriminator="kind")
+]
 
 
 class Config(_Model):
@@ -360,7 +605,20 @@ def _cross_checks(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
                 problems.append((("checks", i, "vantages"), f"unknown vantage {vname!r} (known: {', '.join(seen)})"))
         if not c.vantages:
             problems.append((("checks", i, "vantages"), "at least one vantage is required"))
+        if isinstance(c, DnsCheck):
+            problems += _dns_through_proxy(c, i, {v.name for v in cfg.vantages if v.via})
     return problems
+
+
+def _dns_through_proxy(c: DnsCheck, i: int, proxied: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+    """A proxy carries TCP streams only: UDP queries cannot go through it, and the system
+    resolver would ask this host's resolver, not one in the proxy's network."""
+    unroutable = [r for r in c.resolvers if r == "system" or r.startswith("udp://")]
+    return [
+        (("checks", i, "vantages"), f"vantage {v!r} sends through a proxy, which cannot carry {', '.join(unroutable)} (use tcp://, tls:// or https:// resolvers)")
+        for v in c.vantages
+        if v in proxied and unroutable
+    ]
 
 
 def load_config_text(text: str, filename: str = "<config>") -> Config:

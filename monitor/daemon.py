@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session
 
 from monitor.config import Check, Config, ConfigError, load_config
 from monitor.export.collector import MonitorCollector
@@ -22,7 +23,8 @@ from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
 from monitor.probes import measure
 from monitor.scheduler import CheckScheduler
-from monitor.store import ResultWriter, make_engine, upgrade
+from monitor.probes.goproxy import VERIFIED_TREES
+from monitor.store import ResultWriter, all_sumdb_trees, make_engine, upgrade
 from monitor.store.retention import prune_forever
 from monitor.vantage import Vantage, vantages_from_config
 
@@ -113,6 +115,22 @@ class Daemon:
         self.state.scheduler_lag[(check, vantage)] = seconds
 
 
+def prepare_store(url: str) -> None:
+    """Migrate the store, then seed the goproxy probes with the checksum-database trees
+    verified earlier, so a fork against anything this agent ever saw is detected.
+
+    Seeding happens at start only: adopting another agent's larger tree later would skip
+    proving it consistent with ours."""
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            for name, tree in all_sumdb_trees(session).items():
+                VERIFIED_TREES.seed(name, tree.size, tree.hash)
+    finally:
+        engine.dispose()
+
+
 async def run_daemon(config_path: str | Path, config: Config) -> int:
-    await asyncio.to_thread(upgrade, config.storage.url)
+    await asyncio.to_thread(prepare_store, config.storage.url)
     return await Daemon(config_path, config).run()

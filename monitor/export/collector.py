@@ -52,6 +52,10 @@ class MonitorCollector(Collector):
         status = GaugeMetricFamily("probe_http_status_code", "HTTP status of the last response", labels=PROBE_LABELS)
         expiry = GaugeMetricFamily("probe_ssl_earliest_cert_expiry", "Unix time the presented leaf certificate expires", labels=PROBE_LABELS)
         tls_version = GaugeMetricFamily("probe_tls_version_info", "TLS version of the last handshake", labels=PROBE_LABELS + ["version"])
+        checksum_ok = GaugeMetricFamily(
+            "monitor_module_checksum_ok", "1 if the fetched module matched its pinned / checksum-database hashes", labels=PROBE_LABELS
+        )
+        zip_rate = GaugeMetricFamily("monitor_module_zip_bytes_per_second", "Module zip download throughput", labels=PROBE_LABELS)
         for r in s.latest.values():
             labels = _labels(r)
             success.add_metric(labels, 1.0 if r.ok else 0.0)
@@ -71,7 +75,12 @@ class MonitorCollector(Collector):
                 expiry.add_metric(labels, ts)
             if isinstance(r.facts.get("tls_version"), str):
                 tls_version.add_metric(labels + [r.facts["tls_version"]], 1.0)
-        yield from (success, duration, dns_time, http_phase, status, expiry, tls_version)
+            # Absent when integrity was never decided (e.g. the proxy was unreachable).
+            if isinstance(r.facts.get("checksum_ok"), bool):
+                checksum_ok.add_metric(labels, 1.0 if r.facts["checksum_ok"] else 0.0)
+            if isinstance(r.facts.get("zip_bytes_per_second"), (int, float)):
+                zip_rate.add_metric(labels, float(r.facts["zip_bytes_per_second"]))
+        yield from (success, duration, dns_time, http_phase, status, expiry, tls_version, checksum_ok, zip_rate)
 
     def _history_metrics(self, s: ExporterState) -> Iterator[Metric]:
         kinds = {key: r.kind for key, r in s.latest.items()}

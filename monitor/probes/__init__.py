@@ -17,21 +17,29 @@ from typing import Awaitable, Callable
 from monitor.config import Check
 from monitor.model import Failure, FailureClass, Operation, ProbeResult
 from monitor.probes._measure import Measurement
+from monitor.probes.dns import probe_dns
+from monitor.probes.goproxy import probe_goproxy
 from monitor.probes.http import probe_http
 from monitor.probes.tcp import probe_tcp
 from monitor.probes.tls import probe_tls
 from monitor.vantage import Vantage
 
-__all__ = ["PROBES", "measure", "run_probe", "probe_tcp", "probe_tls", "probe_http"]
+__all__ = ["PROBES", "measure", "run_probe", "probe_tcp", "probe_tls", "probe_http", "probe_goproxy", "probe_dns"]
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[..., Awaitable[ProbeResult]]
-PROBES: dict[str, Probe] = {"tcp": probe_tcp, "tls": probe_tls, "http": probe_http}
+PROBES: dict[str, Probe] = {"tcp": probe_tcp, "tls": probe_tls, "http": probe_http, "goproxy": probe_goproxy, "dns": probe_dns}
 
 # When the runner has to write the failure itself it cannot know the phase; it names the
 # operation the kind is about. Every kind in PROBES needs one (tests/test_probe_runner.py).
-_MAIN_OPERATION = {"tcp": Operation.CONNECT, "tls": Operation.TLS_HANDSHAKE, "http": Operation.HTTP_ROUND_TRIP}
+_MAIN_OPERATION = {
+    "tcp": Operation.CONNECT,
+    "tls": Operation.TLS_HANDSHAKE,
+    "http": Operation.HTTP_ROUND_TRIP,
+    "goproxy": Operation.HTTP_ROUND_TRIP,
+    "dns": Operation.DNS_ROUND_TRIP,
+}
 
 # Probes cap every step at the deadline themselves, naming the phase that ran out; the
 # runner's guard fires this much later, only if a probe failed to.

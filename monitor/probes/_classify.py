@@ -29,6 +29,9 @@ import httpcore
 import httpx
 
 from monitor.model import FailureClass as F
+from monitor.probes._modzip import BadModuleZip, ZipTooLarge
+from monitor.probes._sumdb import SumdbError
+from monitor.probes._tlog import InconsistentTiles
 from monitor.probes.dns_errors import WrongQueryId
 
 _DETAIL_MAX = 300
@@ -90,6 +93,10 @@ _BY_TYPE: tuple[tuple[tuple[type[BaseException], ...], F], ...] = (
         F.HTTP_PROTOCOL_ERROR,
     ),
     ((httpx.HTTPStatusError,), F.HTTP_STATUS),
+    # What the goproxy probe finds wrong in a module zip or a checksum database's answer.
+    ((ZipTooLarge,), F.RESPONSE_TOO_LARGE),  # before BadModuleZip, its base
+    ((BadModuleZip,), F.BAD_MODULE_ZIP),
+    ((SumdbError, InconsistentTiles), F.SUMDB_VERIFICATION_FAILED),
 )
 
 

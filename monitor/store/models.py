@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Double, Index, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Index, MetaData, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -91,3 +91,19 @@ class ResultRow(Base):
         # Retention deletes by age across all checks.
         Index("ix_results_started_at", "started_at"),
     )
+
+
+class SumdbTreeRow(Base):
+    """The largest tree of a Go checksum database verified so far, by any agent.
+
+    goproxy probes prove each signed tree they see consistent with it, so a database that
+    shows one history to some clients and another to others (a fork) is caught across runs
+    and agents, not only within one run. It only ever grows (store.sumdb.save_sumdb_tree).
+    """
+
+    __tablename__ = "sumdb_trees"
+
+    name: Mapped[str] = mapped_column(String, primary_key=True)  # e.g. sum.golang.org
+    size: Mapped[int] = mapped_column(BigInteger)  # records in the tree
+    hash: Mapped[str] = mapped_column(String(44))  # root hash, base64 as in the signed note
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime)
