@@ -55,15 +55,21 @@ class MonitorCollector(Collector):
         checksum_ok = GaugeMetricFamily(
             "monitor_module_checksum_ok", "1 if the fetched module matched its pinned / checksum-database hashes", labels=PROBE_LABELS
         )
+        consistent = GaugeMetricFamily(
+            "monitor_dns_answers_consistent", "1 if the resolvers of the last DNS round agreed", labels=["check", "vantage"]
+        )
         zip_rate = GaugeMetricFamily("monitor_module_zip_bytes_per_second", "Module zip download throughput", labels=PROBE_LABELS)
         for r in s.latest.values():
             labels = _labels(r)
             success.add_metric(labels, 1.0 if r.ok else 0.0)
             duration.add_metric(labels, r.duration_s)
-            if Phase.RESOLVE in r.phases:
-                dns_time.add_metric(labels, r.phases[Phase.RESOLVE])
-            elif r.kind == "dns" and Phase.DNS_ROUND_TRIP in r.phases:
-                dns_time.add_metric(labels, r.phases[Phase.DNS_ROUND_TRIP])
+            # For a dns check, the query itself (the system resolver has only `resolve`);
+            # for every other kind, resolving the target's name.
+            lookup = r.phases.get(Phase.DNS_ROUND_TRIP, r.phases.get(Phase.RESOLVE)) if r.kind == "dns" else r.phases.get(Phase.RESOLVE)
+            if lookup is not None:
+                dns_time.add_metric(labels, lookup)
+            if r.facts.get("role") == "comparison" and isinstance(r.facts.get("consistent"), bool):
+                consistent.add_metric([r.check, r.vantage], 1.0 if r.facts["consistent"] else 0.0)
             if r.kind == "http":
                 # Blackbox always exposes every phase; an unreached phase reads 0.
                 for ours, theirs in _BLACKBOX_HTTP_PHASE.items():
@@ -80,7 +86,7 @@ class MonitorCollector(Collector):
                 checksum_ok.add_metric(labels, 1.0 if r.facts["checksum_ok"] else 0.0)
             if isinstance(r.facts.get("zip_bytes_per_second"), (int, float)):
                 zip_rate.add_metric(labels, float(r.facts["zip_bytes_per_second"]))
-        yield from (success, duration, dns_time, http_phase, status, expiry, tls_version, checksum_ok, zip_rate)
+        yield from (success, duration, dns_time, http_phase, status, expiry, tls_version, checksum_ok, zip_rate, consistent)
 
     def _history_metrics(self, s: ExporterState) -> Iterator[Metric]:
         kinds = {key: r.kind for key, r in s.latest.items()}
