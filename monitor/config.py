@@ -134,11 +134,16 @@ class _Model(BaseModel):
 class StorageConfig(_Model):
     url: str = "sqlite:///monitor.db"
     retention_raw: Duration = 30 * 86400.0
-    # Results wait here between probes and the batch writer; a full queue drops the oldest
-    # result with a log line and a counter rather than blocking probes.
+    # Results wait here between probes and the batch writer; a full queue, or a store that
+    # cannot be written, moves them to the spool rather than blocking probes.
     queue_size: int = Field(default=10000, ge=1)
     batch_size: int = Field(default=500, ge=1)
     flush_interval: Duration = 1.0
+    # Directory where results wait on disk while the store is unreachable (replayed in order
+    # when it is back, also after a restart); relative to the working directory. Default:
+    # spool-<agent>. At most spool_max_results are kept; beyond that the oldest are dropped.
+    spool_dir: str | None = None
+    spool_max_results: int = Field(default=100000, ge=1)
 
     @field_validator("url")
     @classmethod
@@ -169,6 +174,10 @@ class VantageConfig(_Model):
     auth_env: EnvName | None = None  # environment variable holding USER:PASSWORD for `via`
     auth_file: str | None = None  # file whose first line is USER:PASSWORD for `via`
     bind: IPAddress | None = None
+    # Probes of this vantage run inside this Linux network namespace (/run/netns/NAME, as
+    # `ip netns add` makes it) and resolve with its /etc/netns/NAME/resolv.conf; needs
+    # CAP_SYS_ADMIN. Checked at each use, not here: a missing namespace fails the probes as
+    # network_unreachable, and may be created after the agent started.
     netns: str | None = None
 
     @model_validator(mode="after")
@@ -178,9 +187,13 @@ class VantageConfig(_Model):
 
     @field_validator("netns")
     @classmethod
-    def _netns_not_yet(cls, v: str | None) -> str | None:
-        if v is not None:
-            raise ValueError("network-namespace vantages (netns) are not supported yet")
+    def _netns_name(cls, v: str | None) -> str | None:
+        # A file name under /run/netns: no path separators, nothing that reads as an option.
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}", v):
+            raise ValueError(
+                f"invalid network namespace name {v!r} (a name under /run/netns: letters, digits, "
+                "'_', '.', '-', not starting with '.' or '-')"
+            )
         return v
 
 
@@ -472,9 +485,90 @@ class GitCheck(_CheckBase):
         return " + ".join([*([self.url] if self.url else []), *([f"ssh://{self.ssh}"] if self.ssh else [])])
 
 
+class SiteCheck(_CheckBase):
+    """The composite check (monitor/probes/site.py): in one round, `domain` is resolved by the
+    plain `resolvers` and the encrypted `references`, every answered address is handshaken
+    with the domain's SNI, the control SNI and no SNI, and one HTTPS GET is made; then the
+    rules of monitor/analysis/verdicts.py say what stands between this vantage and the site.
+    A round that shows a failure is repeated up to `attempts` times and the majority decides."""
+
+    kind: Literal["site"]
+    domain: str
+    port: int = Field(default=443, ge=1, le=65535)
+    path: str = Field(default="/", pattern=r"^/")
+    control_sni: str  # a name the same servers answer for (or at least complete a handshake with)
+    # Plain resolvers: udp://, tcp://, system. The ones a censor can lie through.
+    resolvers: list[str] = Field(default=["system"], min_length=1)
+    # Encrypted references (tls:// and https://, at least one of each): the path a censor on
+    # the way cannot rewrite, against which the plain answers are judged.
+    references: list[str] = Field(min_length=2)
+    attempts: int = Field(default=3, ge=1, le=9)  # rounds when the first shows a failure; majority decides
+    max_ips: int = Field(default=4, ge=1, le=16)  # answered addresses handshaken per round
+    injection_window: Duration = 0.3
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = []  # of the GET; default: any 2xx
+
+    @field_validator("domain", "control_sni")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        return DnsCheck._dns_name(v)
+
+    @field_validator("resolvers")
+    @classmethod
+    def _plain(cls, v: list[str]) -> list[str]:
+        from monitor.probes.dns_resolvers import parse_resolver
+
+        DnsCheck._resolver_specs(v)
+        encrypted = [s for s in v if parse_resolver(s).encrypted]
+        if encrypted:
+            raise ValueError(f"resolvers are the plain ones (udp://, tcp://, system); put {', '.join(encrypted)} under references")
+        return v
+
+    @field_validator("references")
+    @classmethod
+    def _encrypted(cls, v: list[str]) -> list[str]:
+        from monitor.probes.dns_resolvers import parse_resolver
+
+        DnsCheck._resolver_specs(v)
+        transports = {parse_resolver(s).transport for s in v}
+        if not transports <= {"tls", "https"} or transports != {"tls", "https"}:
+            raise ValueError("references need at least one tls:// (DoT) and one https:// (DoH) resolver, and nothing else")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SiteCheck:
+        if self.control_sni.rstrip(".").lower() == self.domain.rstrip(".").lower():
+            raise ValueError(f"control_sni {self.control_sni!r} is the domain itself: a control must be another name")
+        overlap = sorted(set(self.resolvers) & set(self.references))
+        if overlap:
+            raise ValueError(f"resolver listed twice: {', '.join(overlap)}")
+        if self.injection_window >= self.timeout:
+            raise ValueError(f"injection_window ({self.injection_window:g}s) must be less than timeout ({self.timeout:g}s)")
+        return self
+
+    @property
+    def display_target(self) -> str:
+        return self.domain
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.domain}{'' if self.port == 443 else f':{self.port}'}{self.path}"
+
+
 Check = Annotated[
-    Union[TcpCheck, TlsCheck, HttpCheck, DnsCheck, GoproxyCheck, ProxyCheck, GitCheck], Field(discriminator="kind")
+    Union[TcpCheck, TlsCheck, HttpCheck, DnsCheck, GoproxyCheck, ProxyCheck, GitCheck, SiteCheck], Field(discriminator="kind")
 ]
+
+
+class AnalysisConfig(_Model):
+    """How verdicts become episodes (monitor/analysis/episodes.py) and which other vantages count."""
+
+    confirmations: int = Field(default=2, ge=1, le=100)  # rounds in a row with one verdict before its episode opens
+    clean_rounds: int = Field(default=2, ge=1, le=100)  # ok rounds in a row before an open episode closes
+    # Share of a check's attempts that fail, without one explanation holding the majority,
+    # from which the check is `degraded` rather than `inconclusive`.
+    degraded_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
+    # Results of other vantages older than this are not consulted ("fails here, works there").
+    cross_vantage_max_age: Duration = 900.0
 
 
 class Config(_Model):
@@ -486,6 +580,7 @@ class Config(_Model):
     vantages: list[VantageConfig] = [VantageConfig(name="local")]
     defaults: Defaults = Defaults()
     checks: list[Check] = []
+    analysis: AnalysisConfig = AnalysisConfig()
 
     def check(self, name: str) -> Check:
         for c in self.checks:
@@ -605,12 +700,12 @@ def _cross_checks(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
                 problems.append((("checks", i, "vantages"), f"unknown vantage {vname!r} (known: {', '.join(seen)})"))
         if not c.vantages:
             problems.append((("checks", i, "vantages"), "at least one vantage is required"))
-        if isinstance(c, DnsCheck):
+        if isinstance(c, (DnsCheck, SiteCheck)):
             problems += _dns_through_proxy(c, i, {v.name for v in cfg.vantages if v.via})
     return problems
 
 
-def _dns_through_proxy(c: DnsCheck, i: int, proxied: set[str]) -> list[tuple[tuple[Any, ...], str]]:
+def _dns_through_proxy(c: DnsCheck | SiteCheck, i: int, proxied: set[str]) -> list[tuple[tuple[Any, ...], str]]:
     """A proxy carries TCP streams only: UDP queries cannot go through it, and the system
     resolver would ask this host's resolver, not one in the proxy's network."""
     unroutable = [r for r in c.resolvers if r == "system" or r.startswith("udp://")]

@@ -18,18 +18,23 @@ from monitor.config import Check
 from monitor.model import Failure, FailureClass, Operation, ProbeResult
 from monitor.probes._measure import Measurement
 from monitor.probes.dns import probe_dns, run_dns_round
+from monitor.probes.git import probe_git
 from monitor.probes.goproxy import probe_goproxy
 from monitor.probes.http import probe_http
+from monitor.probes.proxy import probe_proxy
 from monitor.probes.tcp import probe_tcp
 from monitor.probes.tls import probe_tls
 from monitor.vantage import Vantage
 
-__all__ = ["PROBES", "ROUNDS", "measure", "run_probe", "probe_tcp", "probe_tls", "probe_http", "probe_goproxy", "probe_dns"]
+__all__ = ["PROBES", "ROUNDS", "measure", "run_probe", "probe_tcp", "probe_tls", "probe_http", "probe_goproxy", "probe_dns", "probe_proxy", "probe_git"]
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[..., Awaitable[ProbeResult]]
-PROBES: dict[str, Probe] = {"tcp": probe_tcp, "tls": probe_tls, "http": probe_http, "goproxy": probe_goproxy, "dns": probe_dns}
+PROBES: dict[str, Probe] = {
+    "tcp": probe_tcp, "tls": probe_tls, "http": probe_http, "goproxy": probe_goproxy, "dns": probe_dns,
+    "proxy": probe_proxy, "git": probe_git,
+}
 # Kinds whose one run yields several results (all sharing facts.round_id, the summary last).
 ROUNDS: dict[str, Callable[..., Awaitable[list[ProbeResult]]]] = {"dns": run_dns_round}
 
@@ -41,6 +46,8 @@ _MAIN_OPERATION = {
     "http": Operation.HTTP_ROUND_TRIP,
     "goproxy": Operation.HTTP_ROUND_TRIP,
     "dns": Operation.DNS_ROUND_TRIP,
+    "proxy": Operation.PROXY_CONNECT,
+    "git": Operation.HTTP_ROUND_TRIP,
 }
 
 # Probes cap every step at the deadline themselves, naming the phase that ran out; the

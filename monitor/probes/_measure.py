@@ -3,19 +3,26 @@
 The steps every kind shares (pick an address, connect, handshake) live here so that tcp, tls
 and http record phases, phase deadlines and `facts.ip` the same way. A failed step still
 records the time it took before failing: a connect that timed out after 3 s shows 3 s.
+
+Through proxies (the vantage's `via`, plus the proxy a proxy check tests) `open` connects to
+the first proxy (timed as proxy_connect) and has each proxy set up the tunnel to the next hop
+and the last one to the target (proxy_handshake); every kind that connects through `open`
+is proxied alike. The target's name then goes to the proxy, which resolves it (remote DNS),
+unless `connect_to` gives the address or the proxy is socks5:// (resolved here, as curl does).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 import time
 from typing import Literal, Sequence
 
 from monitor.config import Check
-from monitor.model import Failure, Phase, ProbeResult, utcnow
-from monitor.probes import _net
-from monitor.vantage import Vantage
+from monitor.model import Failure, Operation, Phase, ProbeResult, utcnow
+from monitor.probes import _net, _proxy_tunnel
+from monitor.vantage import Proxy, Vantage
 
 
 class Measurement:
@@ -27,6 +34,9 @@ class Measurement:
         self._clock = time.perf_counter()
         self.phases: dict[str, float] = {}
         self.facts: dict[str, object] = {}
+        # The proxies this measurement's connections go through, first hop first: the
+        # vantage's, to which the proxy check appends the proxy it tests.
+        self.via: tuple[Proxy, ...] = vantage.via
 
     def limit(self, which: Literal["connect", "tls", "read"]) -> float:
         """Seconds the next step of this kind may take: its phase timeout, capped by the deadline."""
@@ -36,13 +46,16 @@ class Measurement:
         """Phases add up: an HTTP probe that follows redirects sums them, as blackbox_exporter does."""
         self.phases[phase.value] = self.phases.get(phase.value, 0.0) + seconds
 
-    async def open(self, host: str, port: int, connect_to: str | None) -> tuple[socket.socket, str]:
-        """Resolve `host` (unless `connect_to` or an IP literal says where) and connect;
-        the connected socket and the address it is connected to."""
+    async def address(self, host: str, connect_to: str | None) -> str | None:
+        """The IP a connection to `host` goes to (named in facts.ip): `connect_to`, an IP
+        literal, or the system resolver's first answer — or None when the last proxy is sent
+        the name and resolves it itself."""
         if connect_to:
             ip = connect_to
         elif _net.is_ip(host):
             ip = host
+        elif self.via and self.via[-1].resolves_names:
+            return None
         else:
             try:
                 ips, seconds = await _net.resolve(host, self.vantage, _net.budget(self.check.timeout, self.deadline))
@@ -50,8 +63,17 @@ class Measurement:
                 self.add(Phase.RESOLVE, e.elapsed)
                 raise
             self.add(Phase.RESOLVE, seconds)
-            ip = ips[0]  # one address, the resolver's first choice, named in facts.ip
+            ip = ips[0]  # one address, the resolver's first choice
         self.facts["ip"] = ip
+        return ip
+
+    async def open(self, host: str, port: int, connect_to: str | None) -> tuple[socket.socket, str]:
+        """Connect to `host` (at `address`), directly or through the proxies; the connected
+        socket and its peer: the IP, or `host` itself when a proxy resolved the name."""
+        ip = await self.address(host, connect_to)
+        if self.via:
+            return await self._through_proxies(ip or host, port), ip or host
+        assert ip is not None  # only a proxy leaves the address to be found
         try:
             sock, seconds = await _net.connect(ip, port, self.vantage, self.limit("connect"))
         except _net.NetError as e:
@@ -59,6 +81,39 @@ class Measurement:
             raise
         self.add(Phase.CONNECT, seconds)
         return sock, ip
+
+    async def _through_proxies(self, host: str, port: int) -> socket.socket:
+        first = self.via[0]
+        self.facts["proxy"] = first.url
+        spent = 0.0
+        try:
+            if _net.is_ip(first.host):
+                proxy_ip = first.host
+            else:
+                ips, spent = await _net.resolve(first.host, self.vantage, self.limit("connect"))
+                proxy_ip = ips[0]
+            self.facts["proxy_ip"] = proxy_ip
+            sock, seconds = await _net.connect(proxy_ip, first.port, self.vantage, self.limit("connect"))
+        except _net.NetError as e:  # finding or reaching the proxy: the operation says so
+            self.add(Phase.PROXY_CONNECT, spent + e.elapsed)
+            raise _net.NetError(dataclasses.replace(e.failure, operation=Operation.PROXY_CONNECT), e.elapsed) from e
+        self.add(Phase.PROXY_CONNECT, spent + seconds)
+        hops = [(p.host, p.port) for p in self.via[1:]] + [(host, port)]
+        try:
+            for proxy, (next_host, next_port) in zip(self.via, hops):
+                self.facts["proxy"] = proxy.url  # the proxy that answered last, or failed
+                try:
+                    seconds, answer = await _proxy_tunnel.open_tunnel(sock, proxy, next_host, next_port, self.limit("connect"))
+                except _proxy_tunnel.TunnelError as e:
+                    self.add(Phase.PROXY_HANDSHAKE, e.elapsed)
+                    self.facts.update(e.facts)
+                    raise
+                self.add(Phase.PROXY_HANDSHAKE, seconds)
+                self.facts.update(answer)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def handshake(self, sock: socket.socket, server_hostname: str | None, alpn: Sequence[str], context: ssl.SSLContext) -> _net.TLSConn:
         try:

@@ -136,15 +136,15 @@ async def resolve(host: str, vantage: Vantage, timeout: float) -> tuple[list[str
 
     A vantage bound to a source address can only use that address family, so only that
     family is asked for. getaddrinfo runs in a worker thread: on timeout we stop waiting for
-    it (glibc's own resolv.conf timeouts end the thread).
+    it (glibc's own resolv.conf timeouts end the thread). The vantage runs it: a namespace
+    vantage asks from inside its namespace, with its resolv.conf.
     """
-    loop = asyncio.get_running_loop()
     family = _family(vantage.bind) if vantage.bind else socket.AF_UNSPEC
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
             started = time.perf_counter()
-            infos = await loop.getaddrinfo(host, None, family=family, type=socket.SOCK_STREAM)
+            infos = await vantage.getaddrinfo(host, None, family=family, type=socket.SOCK_STREAM)
             elapsed = time.perf_counter() - started
     except OSError as exc:
         raise _net_error(exc, Operation.RESOLVE, started, timeout) from exc

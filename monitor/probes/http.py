@@ -31,7 +31,7 @@ from monitor.config import HttpCheck
 from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult
 from monitor.probes._classify import classify
 from monitor.probes._measure import Measurement
-from monitor.probes._net import NetError, TLSConn
+from monitor.probes._net import NetError, TLSConn, is_ip
 from monitor.vantage import Vantage
 
 USER_AGENT = "monitor/0.1"
@@ -108,7 +108,8 @@ def _describe(response: httpx.Response, redirects: int, m: Measurement) -> None:
     )
     stream = response.extensions.get("network_stream")
     if isinstance(stream, _Stream):  # the connection that carried the final response
-        m.facts["ip"] = stream.ip
+        if is_ip(stream.ip):  # through a proxy that resolved the name, the address is unknown here
+            m.facts["ip"] = stream.ip
         if stream.tls is not None:
             m.facts.update(tls_version=stream.tls.info.version, cert_not_after=stream.tls.info.not_after)
 
