@@ -15,6 +15,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+# The loopback-server fixtures (pki, vantage, serve) for every test module.
+pytest_plugins = ["tests.servers.fixtures"]
+
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 # The database we connect to in order to create and drop the per-test ones.
 POSTGRES_ADMIN_URL = f"{POSTGRES_SERVER}/test"

@@ -21,7 +21,6 @@ from tests.servers.certs import Pki
 from tests.servers.dns_doh_hostile import HostileDoh
 from tests.servers.dns_hostile import FORGED_ADDRESSES, TRUE_ADDRESSES, HostileDns
 from tests.servers.dns_unbound import UNBOUND, Unbound, run_unbound
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.tcp import TcpServer, closed_port, hold_open, server_context
 
 NAME = "www.example.test"

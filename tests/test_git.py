@@ -13,7 +13,6 @@ from monitor.probes import probe_git, run_probe
 from monitor.probes.git import _parse_advertisement
 from tests.conftest import require
 from tests.servers import tcp
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.git_http import GIT, GitHttpServer, make_repositories
 from tests.servers.ssh_banner import OPENSSH, banner
 from tests.servers.tcp import TcpServer, closed_port, server_context

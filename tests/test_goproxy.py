@@ -12,7 +12,6 @@ import pytest
 
 from monitor.config import GoproxyCheck
 from monitor.probes.goproxy import VerifiedTrees, probe_goproxy
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.goproxy import GoproxyServer, Module, Response, escape, make_zip, with_declared_size
 from tests.servers.goproxy_sumdb import SigningKey, TestLog
 from tests.servers.tcp import closed_port, server_context
@@ -95,7 +94,7 @@ async def test_honest_proxy_verifies_end_to_end(proxy, sumdb, vantage):
     # The proxy protocol as the go command speaks it, case-encoded.
     assert proxy.requests == [f"{BASE}.info", f"{BASE}.mod", f"{BASE}.zip"]
     assert "/example.com/!hello/@v/v1.2.3-!r!c1.zip" in proxy.requests
-    assert sumdb.requests[0] == f"/lookup/example.com/!hello@v1.2.3-!r!c1"
+    assert sumdb.requests[0] == "/lookup/example.com/!hello@v1.2.3-!r!c1"
     assert all(r.startswith("/tile/8/") for r in sumdb.requests[1:])
     # Phases per request: the first to each server connects and shakes hands, later ones reuse.
     info, mod, zip_ = f["requests"][:3]
@@ -169,7 +168,7 @@ async def test_partial_tile_gone_is_read_from_the_full_tile(proxy, sumdb, vantag
     note_size = log.size
     note = log.signed_tree(note_size)
     log.fill(600 - note_size)
-    sumdb.routes[f"/lookup/example.com/!hello@v1.2.3-!r!c1"] = Response(200, log.lookup(300, note=note))
+    sumdb.routes["/lookup/example.com/!hello@v1.2.3-!r!c1"] = Response(200, log.lookup(300, note=note))
     sumdb.routes["/tile/8/0/001.p/85"] = Response(404, b"gone\n")
     result = await run(goproxy_check(proxy.url, sumdb), vantage)
     assert result.ok, result.failure

@@ -10,7 +10,6 @@ import pytest
 from monitor.config import HttpCheck
 from monitor.probes import probe_http
 from tests.servers import tcp
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.http import HttpServer
 from tests.servers.tcp import TcpServer, closed_port, server_context
 

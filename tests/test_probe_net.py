@@ -9,7 +9,6 @@ import pytest
 
 from monitor.probes import _net
 from tests.servers import tcp
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.tcp import TcpServer, server_context
 
 

@@ -10,7 +10,6 @@ from monitor.config import HttpCheck, TcpCheck, TlsCheck
 from monitor.model import ProbeResult
 from monitor.probes import _MAIN_OPERATION, PROBES, run_probe
 from tests.servers import tcp
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.http import HttpServer
 from tests.servers.tcp import TcpServer
 

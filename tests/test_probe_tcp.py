@@ -8,7 +8,6 @@ import time
 from monitor.config import TcpCheck
 from monitor.probes import probe_tcp
 from monitor.vantage import Vantage
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.tcp import TcpServer, closed_port, full_backlog, silent
 
 

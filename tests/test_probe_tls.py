@@ -11,7 +11,6 @@ from monitor.config import TlsCheck
 from monitor.probes import probe_tls
 from monitor.vantage import Vantage
 from tests.servers import tcp
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.tcp import TcpServer, closed_port, server_context
 
 

@@ -15,7 +15,6 @@ from monitor.probes import probe_proxy, run_probe
 from monitor.vantage import Vantage
 from tests.conftest import require
 from tests.servers import tcp
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.http import HttpServer
 from tests.servers.proxy_debian import DebianProxy, dante, missing, tinyproxy
 from tests.servers.proxy_python import HttpProxy, Socks5Proxy

@@ -16,7 +16,6 @@ from monitor.vantage import Vantage
 from tests.conftest import require
 from tests.servers import tcp
 from tests.servers.certs import CertFiles, TestCA
-from tests.servers.fixtures import serve  # noqa: F401  (pytest fixture)
 from tests.servers.sni_front import SniFilter
 from tests.servers.sni_netns import lab_unavailable, sni_reset_lab
 from tests.servers.tcp import TcpServer, server_context

@@ -18,7 +18,6 @@ from tests.conftest import require
 from tests.servers import tcp
 from tests.servers.certs import Pki
 from tests.servers.dns_unbound import UNBOUND, Unbound, run_unbound
-from tests.servers.fixtures import pki, serve, vantage  # noqa: F401  (pytest fixtures)
 from tests.servers.goproxy import GoproxyServer, Module
 from tests.servers.http import HttpServer
 from tests.servers.proxy_debian import DebianProxy, dante, missing, tinyproxy

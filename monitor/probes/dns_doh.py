@@ -10,27 +10,23 @@ ValueError; here the status is data (http_status).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import socket
-import ssl
 import time
 from typing import Any
 
 import dns.exception
 import dns.message
-import httpcore
 import httpx
 
 from monitor.model import Failure, FailureClass, Operation, Phase
 from monitor.probes._measure import Measurement
-from monitor.probes._net import NetError, TLSConn
+from monitor.probes._net import NetError
 from monitor.probes.dns_exchange import MAX_MESSAGE, Options, accept_reply, endpoint, failed
 from monitor.probes.dns_resolvers import Resolver
+from monitor.probes.http import Stream, open_client
 
 DNS_MESSAGE = "application/dns-message"
-USER_AGENT = "monitor/0.1"
 
 
 class _RoundTrip:
@@ -62,10 +58,10 @@ async def exchange_doh(query: dns.message.Message, resolver: Resolver, m: Measur
     query.id = 0  # RFC 8484 §4.1: clients SHOULD use id 0, so that GET answers are cacheable
     m.facts.update(doh_method=options.doh_method, sni=resolver.auth_name)
     timing = _RoundTrip()
-    async with _client(m) as client:
+    async with open_client(m, http2=True) as client:
         try:
             response = await client.send(_request(client, resolver.url, query.to_wire(), options.doh_method, timing), stream=True)
-        except NetError as e:  # resolve, connect or TLS, from _Backend, through httpx untouched
+        except NetError as e:  # resolve, connect or TLS, from the http Backend, through httpx untouched
             if e.tls is not None:
                 m.facts.update(e.tls.facts())
             raise
@@ -95,7 +91,7 @@ def _describe(response: httpx.Response, resolver: Resolver, m: Measurement) -> N
     if "ip" in m.facts:
         m.facts["resolver_address"] = endpoint(str(m.facts["ip"]), resolver.port)
     stream = response.extensions.get("network_stream")
-    if isinstance(stream, _Stream) and stream.tls is not None:  # the connection that answered
+    if isinstance(stream, Stream) and stream.tls is not None:  # the connection that answered
         m.facts.update(stream.tls.info.facts())
 
 
@@ -116,75 +112,3 @@ async def _body(response: httpx.Response, timing: _RoundTrip, m: Measurement) ->
         m.add(Phase.DNS_ROUND_TRIP, timing.elapsed())
         raise failed(e, Operation.READ, timing.elapsed()) from e
     return body
-
-
-# ---------------------------------------------------------------------------------------------
-# httpcore plumbing: one connection, opened by the Measurement, under httpx.
-
-
-def _client(m: Measurement) -> httpx.AsyncClient:
-    context = m.vantage.verify_context
-    transport = httpx.AsyncHTTPTransport(verify=context, http2=True, trust_env=False)
-    # httpx.AsyncHTTPTransport takes no network backend; its httpcore pool is what takes one.
-    transport._pool = httpcore.AsyncConnectionPool(ssl_context=context, http2=True, network_backend=_Backend(m))
-    # No httpx timeouts (the Measurement's limits apply), no env proxies: the vantage decides.
-    return httpx.AsyncClient(transport=transport, headers={"User-Agent": USER_AGENT}, timeout=None, trust_env=False)
-
-
-class _Backend(httpcore.AsyncNetworkBackend):
-    def __init__(self, m: Measurement):
-        self._m = m
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> _Stream:
-        sock, _ip = await self._m.open(host, port, None)
-        return _Stream(sock, self._m)
-
-
-class _Stream(httpcore.AsyncNetworkStream):
-    """The connection as httpcore sees it; httpcore's timeouts are ignored for the Measurement's."""
-
-    def __init__(self, sock: socket.socket, m: Measurement, tls: TLSConn | None = None):
-        self.sock = sock
-        self.tls = tls
-        self._m = m
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        limit = self._m.limit("read")
-        try:
-            async with asyncio.timeout(limit):
-                if self.tls is not None:
-                    return await self.tls.recv(max_bytes)
-                return await asyncio.get_running_loop().sock_recv(self.sock, max_bytes)
-        except TimeoutError as exc:  # before OSError, of which it is one
-            raise httpcore.ReadTimeout(f"no data within {limit:.3g}s") from exc
-        except OSError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        limit = self._m.limit("read")
-        try:
-            async with asyncio.timeout(limit):
-                if self.tls is not None:
-                    await self.tls.send(buffer)
-                else:
-                    await asyncio.get_running_loop().sock_sendall(self.sock, buffer)
-        except TimeoutError as exc:
-            raise httpcore.WriteTimeout(f"could not send within {limit:.3g}s") from exc
-        except OSError as exc:
-            raise httpcore.WriteError(str(exc)) from exc
-
-    async def aclose(self) -> None:
-        self.sock.close()
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> _Stream:
-        try:
-            tls = await self._m.handshake(self.sock, server_hostname, ("h2", "http/1.1"), ssl_context)
-        except BaseException:
-            self.sock.close()  # httpcore does not close a stream whose start_tls failed
-            raise
-        return _Stream(self.sock, self._m, tls)
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "ssl_object":  # httpcore reads the negotiated ALPN from it
-            return self.tls.ssl_object if self.tls is not None else None
-        return None  # one request per connection: "is_readable" (idle reuse) is never asked

@@ -90,26 +90,26 @@ async def _smart_http(check: GitCheck, m: Measurement) -> Failure | None:
         expect_status=[200],
         max_body_bytes=_MAX_ADVERTISEMENT,
     )
-    timing = _http._Timing(m)
-    async with _http._client(request, m, timing) as client:
+    timing = _http.Timing(m)
+    async with _http.open_client(m, timing, pinned_url=request.url) as client:
         try:
-            response, redirects = await _http._follow(client, request, timing)
+            response, redirects = await _http.follow(client, request, timing)
         except NetError as e:
             if e.tls is not None:
                 m.facts.update(e.tls.facts())
             return e.failure
-        except _http._EXCHANGE_ERRORS as exc:
+        except _http.EXCHANGE_ERRORS as exc:
             timing.end(complete=False)
             return _failed(exc, Operation.HTTP_ROUND_TRIP)
         try:
-            _http._describe(response, redirects, m)
-            failure = _http._unexpected_status(request, response.status_code)
+            _http.describe(response, redirects, m)
+            failure = _http.unexpected_status(request, response.status_code)
             if failure is None:
                 failure = _advertised_type(response, m)
             if failure is None:
                 try:
                     failure = await _first_ref(response, m)
-                except _http._EXCHANGE_ERRORS as exc:
+                except _http.EXCHANGE_ERRORS as exc:
                     failure = _failed(exc, Operation.READ)
                 timing.end(complete=failure is None)
             return failure

@@ -124,8 +124,8 @@ class _Run:
         self.m = m
         self.trees = trees
         self.entries = parse_goproxy(check.proxy)
-        self.timing = _http._Timing(m)
-        self.client = _http_client(m, self.timing)
+        self.timing = _http.Timing(m)
+        self.client = _http.open_client(m, self.timing)
         self.comparisons: list[_Comparison] = []
         self.sumdb_failure: Failure | None = None
         m.facts.update(module=check.module, requests=[], served_by={})
@@ -300,13 +300,13 @@ class _Run:
                 if e.tls is not None:  # what the handshake showed: the chain of a MITM, say
                     record["tls"] = e.tls.facts()
                 raise _Stop(e.failure) from None
-            except _http._EXCHANGE_ERRORS as exc:
+            except _http.EXCHANGE_ERRORS as exc:
                 raise _Stop(_failure(exc, Operation.HTTP_ROUND_TRIP)) from None
             record["status"] = status = response.status_code
             if str(response.url) != url:
                 record["final_url"] = str(response.url)
             stream = response.extensions.get("network_stream")
-            if isinstance(stream, _http._Stream):  # the connection that carried the answer
+            if isinstance(stream, _http.Stream):  # the connection that carried the answer
                 record["ip"] = stream.ip
                 if stream.tls is not None:
                     record["tls_version"] = stream.tls.info.version
@@ -316,7 +316,7 @@ class _Run:
                 raise _Stop(Failure(cls, Operation.HTTP_ROUND_TRIP, f"{what}: {url}: status {status}"), not_found=not_found)
             try:
                 body = await _read(response, cap, sink, what, record)
-            except _http._EXCHANGE_ERRORS as exc:
+            except _http.EXCHANGE_ERRORS as exc:
                 raise _Stop(_failure(exc, Operation.READ)) from None
             self.timing.end(complete=True)
             return body
@@ -438,17 +438,3 @@ def _failure(exc: BaseException, operation: Operation) -> Failure:
     return Failure(cls, operation, detail)
 
 
-def _http_client(m: Measurement, timing: Any) -> httpx.AsyncClient:
-    """The http probe's client: connections from the vantage, phases timed at socket events.
-    http.py has no public factory yet; this is the one place that reaches into it."""
-    return _http._client(_ClientSpec(), m, timing)
-
-
-@dataclass(frozen=True)
-class _ClientSpec:
-    """The few HttpCheck fields http._client reads: no pinned address, HTTP/1.1 as the go
-    command's proxy client mostly speaks it."""
-
-    url: str = "http://unpinned.invalid/"
-    connect_to: str | None = None
-    http2: bool = False

@@ -1,6 +1,6 @@
 """HTTP probe: one request, redirects followed up to max_redirects, timed by phase.
 
-httpx and httpcore speak HTTP; the connections under them come from `_Backend`, which opens
+httpx and httpcore speak HTTP; the connections under them come from `Backend`, which opens
 them with the _net primitives. So resolve/connect/TLS are timed as tightly as in the tcp and
 tls probes, sockets come from the vantage, and `connect_to` pins the check's own host the way
 curl --resolve does (a redirect to another host resolves that host normally).
@@ -37,34 +37,34 @@ from monitor.vantage import Vantage
 USER_AGENT = "monitor/0.1"
 
 # What the network or the server can make httpx raise; anything else is a bug of ours.
-_EXCHANGE_ERRORS = (httpx.HTTPError, OSError)
+EXCHANGE_ERRORS = (httpx.HTTPError, OSError)
 
 
 async def probe_http(check: HttpCheck, vantage: Vantage, *, deadline: float) -> ProbeResult:
     m = Measurement(check, vantage, deadline)
-    timing = _Timing(m)
-    async with _client(check, m, timing) as client:
-        failure = await _exchange(client, check, m, timing)
+    timing = Timing(m)
+    async with open_client(m, timing, pinned_url=check.url, connect_to=check.connect_to, http2=check.http2) as client:
+        failure = await exchange(client, check, m, timing)
     return m.result(failure)
 
 
-async def _exchange(client: httpx.AsyncClient, check: HttpCheck, m: Measurement, timing: _Timing) -> Failure | None:
+async def exchange(client: httpx.AsyncClient, check: HttpCheck, m: Measurement, timing: Timing) -> Failure | None:
     try:
-        response, redirects = await _follow(client, check, timing)
+        response, redirects = await follow(client, check, timing)
     except NetError as e:  # connect or TLS, from our backend, passed through httpx untouched
         if e.tls is not None:
             m.facts.update(e.tls.facts())
         return e.failure
-    except _EXCHANGE_ERRORS as exc:
+    except EXCHANGE_ERRORS as exc:
         timing.end(complete=False)
         return _failed(exc, Operation.HTTP_ROUND_TRIP)
     try:
-        _describe(response, redirects, m)
-        failure = _unexpected_status(check, response.status_code)
+        describe(response, redirects, m)
+        failure = unexpected_status(check, response.status_code)
         if failure is None:  # the body of an unexpected status is not read
             try:
                 failure = await _read_body(response, check, m)
-            except _EXCHANGE_ERRORS as exc:
+            except EXCHANGE_ERRORS as exc:
                 failure = _failed(exc, Operation.READ)
             timing.end(complete=failure is None)
         return failure
@@ -72,7 +72,7 @@ async def _exchange(client: httpx.AsyncClient, check: HttpCheck, m: Measurement,
         await response.aclose()
 
 
-async def _follow(client: httpx.AsyncClient, check: HttpCheck, timing: _Timing) -> tuple[httpx.Response, int]:
+async def follow(client: httpx.AsyncClient, check: HttpCheck, timing: Timing) -> tuple[httpx.Response, int]:
     """The final response (headers read, body not yet) and how many redirects led to it."""
     request = client.build_request(check.method, check.url, headers=check.headers, extensions={"trace": timing})
     response = await client.send(request, stream=True)
@@ -99,7 +99,7 @@ async def _drain(response: httpx.Response, cap: int) -> None:
                 return
 
 
-def _describe(response: httpx.Response, redirects: int, m: Measurement) -> None:
+def describe(response: httpx.Response, redirects: int, m: Measurement) -> None:
     m.facts.update(
         status_code=response.status_code,
         http_version=response.http_version,
@@ -107,14 +107,14 @@ def _describe(response: httpx.Response, redirects: int, m: Measurement) -> None:
         redirects=redirects,
     )
     stream = response.extensions.get("network_stream")
-    if isinstance(stream, _Stream):  # the connection that carried the final response
+    if isinstance(stream, Stream):  # the connection that carried the final response
         if is_ip(stream.ip):  # through a proxy that resolved the name, the address is unknown here
             m.facts["ip"] = stream.ip
         if stream.tls is not None:
             m.facts.update(tls_version=stream.tls.info.version, cert_not_after=stream.tls.info.not_after)
 
 
-def _unexpected_status(check: HttpCheck, status: int) -> Failure | None:
+def unexpected_status(check: HttpCheck, status: int) -> Failure | None:
     expected = (status in check.expect_status) if check.expect_status else (200 <= status < 300)
     if expected:
         return None
@@ -148,7 +148,7 @@ def _too_large(detail: str) -> Failure:
     return Failure(FailureClass.RESPONSE_TOO_LARGE, Operation.READ, detail)
 
 
-class _Timing:
+class Timing:
     """Times each hop as curl does, from the socket's side: ttfb from the request's first byte
     going out to the response's first byte coming in; transfer from there to the body's last
     byte coming in. Our streams report these moments as they read and write, so the time
@@ -204,42 +204,61 @@ class _Timing:
 # httpcore plumbing: our connections under httpx.
 
 
-def _client(check: HttpCheck, m: Measurement, timing: _Timing) -> httpx.AsyncClient:
+def open_client(
+    m: Measurement,
+    timing: Timing | None = None,
+    *,
+    pinned_url: str | None = None,
+    connect_to: str | None = None,
+    http2: bool = False,
+    forward_proxy: tuple[str, tuple[str, str] | None] | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client whose connections are ours: opened by `m` (vantage, proxies, timed
+    resolve/connect/TLS), with ttfb/transfer reported to `timing` when given. This is the one
+    HTTP stack of monitor: the http, goproxy, git and proxy probes and DoH all use it.
+
+    `connect_to` pins `pinned_url`'s host to an address (curl --resolve); `forward_proxy`
+    (proxy URL, credentials or None) sends requests through a plain forward proxy."""
     context = m.vantage.verify_context
-    transport = httpx.AsyncHTTPTransport(verify=context, http2=check.http2, trust_env=False)
+    backend = Backend(m, timing, pinned_url=pinned_url, connect_to=connect_to, http2=http2)
+    transport = httpx.AsyncHTTPTransport(verify=context, http2=http2, trust_env=False)
     # httpx.AsyncHTTPTransport takes no network backend; its httpcore pool is what takes one.
-    transport._pool = httpcore.AsyncConnectionPool(ssl_context=context, http2=check.http2, network_backend=_Backend(check, m, timing))
+    if forward_proxy is not None:
+        proxy_url, credentials = forward_proxy
+        transport._pool = httpcore.AsyncHTTPProxy(proxy_url=proxy_url, proxy_auth=credentials, ssl_context=context, network_backend=backend)
+    else:
+        transport._pool = httpcore.AsyncConnectionPool(ssl_context=context, http2=http2, network_backend=backend)
     # No httpx timeouts: our streams enforce the check's (Measurement.limit). No env proxies or
     # netrc: the vantage decides the path.
     return httpx.AsyncClient(transport=transport, headers={"User-Agent": USER_AGENT}, timeout=None, trust_env=False)
 
 
-class _Backend(httpcore.AsyncNetworkBackend):
-    def __init__(self, check: HttpCheck, m: Measurement, timing: _Timing):
+class Backend(httpcore.AsyncNetworkBackend):
+    def __init__(self, m: Measurement, timing: Timing | None, *, pinned_url: str | None, connect_to: str | None, http2: bool):
         self._m = m
         self._timing = timing
-        self._pinned_host = httpx.URL(check.url).raw_host.decode("ascii")  # as httpcore names it
-        self._connect_to = check.connect_to
-        self._alpn = ["h2", "http/1.1"] if check.http2 else ["http/1.1"]  # what httpcore offers
+        self._pinned_host = httpx.URL(pinned_url).raw_host.decode("ascii") if pinned_url else None  # as httpcore names it
+        self._connect_to = connect_to
+        self._alpn = ["h2", "http/1.1"] if http2 else ["http/1.1"]  # what httpcore offers
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> _Stream:
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> Stream:
         connect_to = self._connect_to if host == self._pinned_host else None
         sock, ip = await self._m.open(host, port, connect_to)
-        return _Stream(sock, ip, self._m, self._timing, self._alpn)
+        return Stream(sock, ip, self._m, self._timing, self._alpn)
 
 
-class _Stream(httpcore.AsyncNetworkStream):
+class Stream(httpcore.AsyncNetworkStream):
     """One of our connections as httpcore sees it: plain, or TLS once start_tls is done.
     httpcore's timeout arguments are ignored: the Measurement's limits apply."""
 
-    def __init__(self, sock: socket.socket, ip: str, m: Measurement, timing: _Timing, alpn: Sequence[str], tls: TLSConn | None = None):
+    def __init__(self, sock: socket.socket, ip: str, m: Measurement, timing: Timing | None, alpn: Sequence[str], tls: TLSConn | None = None):
         self.sock = sock
         self.ip = ip
         self.tls = tls
         self._m = m
         self._timing = timing
         self._alpn = alpn
-        self._frames_first = tls is not None and tls.info.alpn == "h2"  # see _Timing
+        self._frames_first = tls is not None and tls.info.alpn == "h2"  # see Timing
         # httpcore ignores a failed write to go on and read the response (a server may answer
         # and close early). If that read then finds only EOF, the write's error (a reset) is
         # the real story, and is what we raise.
@@ -260,7 +279,7 @@ class _Stream(httpcore.AsyncNetworkStream):
             raise httpcore.ReadError(str(exc)) from exc
         if not data and self._write_error is not None:
             raise httpcore.ReadError(str(self._write_error)) from self._write_error
-        if data and not self._frames_first:
+        if data and not self._frames_first and self._timing is not None:
             self._timing.received(received_at)
         return data
 
@@ -268,7 +287,8 @@ class _Stream(httpcore.AsyncNetworkStream):
         limit = self._m.limit("read")
         try:
             async with asyncio.timeout(limit):
-                self._timing.sending()
+                if self._timing is not None:
+                    self._timing.sending()
                 if self.tls is not None:
                     await self.tls.send(buffer)
                 else:
@@ -282,13 +302,13 @@ class _Stream(httpcore.AsyncNetworkStream):
     async def aclose(self) -> None:
         self.sock.close()
 
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> _Stream:
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> Stream:
         try:
             tls = await self._m.handshake(self.sock, server_hostname, self._alpn, ssl_context)
         except BaseException:
             self.sock.close()  # httpcore does not close a stream whose start_tls failed
             raise
-        return _Stream(self.sock, self.ip, self._m, self._timing, self._alpn, tls)
+        return Stream(self.sock, self.ip, self._m, self._timing, self._alpn, tls)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":  # httpcore reads the negotiated ALPN from it

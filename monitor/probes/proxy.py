@@ -20,8 +20,6 @@ in facts, logs or errors.
 
 from __future__ import annotations
 
-import httpcore
-import httpx
 
 from monitor.config import HttpCheck, ProxyCheck, split_host_port
 from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult
@@ -65,9 +63,9 @@ async def _tunnel(check: ProxyCheck, m: Measurement) -> Failure | None:
 
 async def _request(check: ProxyCheck, m: Measurement) -> Failure | None:
     request = _http_request(check)
-    timing = _http._Timing(m)
-    async with _http._client(request, m, timing) as client:
-        return await _http._exchange(client, request, m, timing)
+    timing = _http.Timing(m)
+    async with _http.open_client(m, timing, pinned_url=request.url) as client:
+        return await _http.exchange(client, request, m, timing)
 
 
 async def _forward(check: ProxyCheck, proxy: Proxy, m: Measurement) -> Failure | None:
@@ -76,17 +74,9 @@ async def _forward(check: ProxyCheck, proxy: Proxy, m: Measurement) -> Failure |
     except CredentialsUnavailable as e:
         return Failure(FailureClass.PROXY_AUTH_REQUIRED, Operation.PROXY_CONNECT, f"credentials for {proxy.url}: {e}")
     request = _http_request(check)
-    timing = _http._Timing(m)
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
-    # As in http._client: httpx takes no network backend, its httpcore pool does.
-    transport._pool = httpcore.AsyncHTTPProxy(
-        proxy_url=proxy.url,
-        proxy_auth=credentials,
-        ssl_context=m.vantage.verify_context,
-        network_backend=_http._Backend(request, m, timing),
-    )
-    async with httpx.AsyncClient(transport=transport, headers={"User-Agent": _http.USER_AGENT}, timeout=None, trust_env=False) as client:
-        failure = await _http._exchange(client, request, m, timing)
+    timing = _http.Timing(m)
+    async with _http.open_client(m, timing, pinned_url=request.url, forward_proxy=(proxy.url, credentials)) as client:
+        failure = await _http.exchange(client, request, m, timing)
     _connection_was_to_the_proxy(m)
     if failure is not None and failure.operation in (Operation.RESOLVE, Operation.CONNECT):
         return Failure(failure.cls, Operation.PROXY_CONNECT, failure.detail)

@@ -1,7 +1,5 @@
-"""pytest fixtures over the loopback servers. Import the ones a test module uses:
-
-    from tests.servers.fixtures import pki, vantage, serve  # noqa: F401  (pytest fixtures)
-"""
+"""pytest fixtures over the loopback servers (pki, vantage, serve), loaded for every test
+module through `pytest_plugins` in tests/conftest.py."""
 
 from __future__ import annotations
 
