@@ -78,6 +78,16 @@ def _valid_ip(v: str) -> str:
 HostPort = Annotated[str, AfterValidator(_valid_host_port)]
 IPAddress = Annotated[str, AfterValidator(_valid_ip)]
 
+
+def _valid_http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+    return v
+
+
+HttpURL = Annotated[str, AfterValidator(_valid_http_url)]
+
 PROXY_SCHEMES = ("http", "socks5", "socks5h")
 
 
@@ -260,7 +270,7 @@ class TlsCheck(_CheckBase):
 
 class HttpCheck(_CheckBase):
     kind: Literal["http"]
-    url: str
+    url: HttpURL
     method: Literal["GET", "HEAD", "POST"] = "GET"
     headers: dict[str, str] = {}
     connect_to: IPAddress | None = None
@@ -270,14 +280,6 @@ class HttpCheck(_CheckBase):
     max_redirects: int = Field(default=10, ge=0, le=50)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     http2: bool = False
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
-        return v
 
     @property
     def display_target(self) -> str:
@@ -346,7 +348,7 @@ class GoproxyCheck(_CheckBase):
     # Checksum database name, or "off" (then the pins alone decide). YAML reads a bare off as
     # false, so false means off too.
     sumdb: Annotated[str, BeforeValidator(lambda v: "off" if v is False else v)] = "sum.golang.org"
-    sumdb_url: str | None = None  # ask this URL only (as GOSUMDB "name key url"); default: via the proxies, else https://<sumdb>
+    sumdb_url: HttpURL | None = None  # ask this URL only (as GOSUMDB "name key url"); default: via the proxies, else https://<sumdb>
     sumdb_key: str | None = None  # verifier key; default: sum.golang.org's
     expect_h1: str | None = None  # pinned go.sum hash of the zip, "h1:…"
     expect_gomod_h1: str | None = None  # pinned go.sum hash of the .mod file
@@ -377,15 +379,6 @@ class GoproxyCheck(_CheckBase):
             raise ValueError(f"expected a go.sum hash h1:<base64 of 32 bytes>, got {v!r}")
         return v
 
-    @field_validator("sumdb_url")
-    @classmethod
-    def _sumdb_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            parts = urlsplit(v)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
-        return v
-
     @model_validator(mode="after")
     def _consistent(self) -> GoproxyCheck:
         from monitor.probes._gomod import check_module_version
@@ -407,14 +400,6 @@ class GoproxyCheck(_CheckBase):
         return f"{self.module}@{self.version} via {self.proxy}"
 
 
-def _valid_http_url(v: str) -> str:
-    parts = urlsplit(v)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
-    return v
-
-
-HttpURL = Annotated[str, AfterValidator(_valid_http_url)]
 
 
 def url_host_port(url: str) -> tuple[str, int]:

@@ -28,7 +28,7 @@ from typing import Awaitable, Callable, Iterator
 
 import httpx
 
-from monitor.config import GitCheck, HttpCheck, split_host_port
+from monitor.config import GitCheck, split_host_port
 from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult
 from monitor.probes import http as _http
 from monitor.probes._classify import classify
@@ -76,17 +76,10 @@ async def probe_git(check: GitCheck, vantage: Vantage, *, deadline: float) -> Pr
 
 async def _smart_http(check: GitCheck, m: Measurement) -> Failure | None:
     assert check.url is not None
-    request = HttpCheck(
-        name=check.name,
-        kind="http",
-        url=check.url.rstrip("/") + "/info/refs?service=git-upload-pack",
+    request = _http.request_for(
+        check,
+        check.url.rstrip("/") + "/info/refs?service=git-upload-pack",
         headers={"User-Agent": _USER_AGENT},
-        interval=check.interval,
-        timeout=check.timeout,
-        vantages=check.vantages,
-        connect_timeout=check.connect_timeout,
-        tls_timeout=check.tls_timeout,
-        read_timeout=check.read_timeout,
         expect_status=[200],
         max_body_bytes=_MAX_ADVERTISEMENT,
     )

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import httpcore
 import httpx
 
-from monitor.config import HttpCheck
+from monitor.config import Check, HttpCheck
 from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult
 from monitor.probes._classify import classify
 from monitor.probes._measure import Measurement
@@ -38,6 +38,23 @@ USER_AGENT = "monitor/0.1"
 
 # What the network or the server can make httpx raise; anything else is a bug of ours.
 EXCHANGE_ERRORS = (httpx.HTTPError, OSError)
+
+
+def request_for(check: Check, url: str, **fields: Any) -> HttpCheck:
+    """The HttpCheck that `exchange` takes, for a request another kind makes (git's ref
+    advertisement, a request through a proxy): it shares `check`'s name and deadlines."""
+    return HttpCheck(
+        name=check.name,
+        kind="http",
+        url=url,
+        interval=check.interval,
+        timeout=check.timeout,
+        vantages=check.vantages,
+        connect_timeout=check.connect_timeout,
+        tls_timeout=check.tls_timeout,
+        read_timeout=check.read_timeout,
+        **fields,
+    )
 
 
 async def probe_http(check: HttpCheck, vantage: Vantage, *, deadline: float) -> ProbeResult:

@@ -109,17 +109,6 @@ def _proxy_status(failure: Failure | None, m: Measurement) -> Failure | None:
 def _http_request(check: ProxyCheck) -> HttpCheck:
     """The request made through the proxy, as the http probe's exchange takes it."""
     assert check.url is not None
-    return HttpCheck(
-        name=check.name,
-        kind="http",
-        url=check.url,
-        interval=check.interval,
-        timeout=check.timeout,
-        vantages=check.vantages,
-        connect_timeout=check.connect_timeout,
-        tls_timeout=check.tls_timeout,
-        read_timeout=check.read_timeout,
-        connect_to=check.connect_to,
-        expect_status=check.expect_status,
-        max_body_bytes=check.max_body_bytes,
+    return _http.request_for(
+        check, check.url, connect_to=check.connect_to, expect_status=check.expect_status, max_body_bytes=check.max_body_bytes
     )
