@@ -165,11 +165,15 @@ def _identity(name: str) -> tuple[int, int]:
     path = RUN_DIR / name
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise NamespaceUnavailable(name, f"{path} does not exist (create it with `ip netns add {name}`)") from None
     except OSError as e:
-        raise NamespaceUnavailable(name, f"{path}: {e.strerror}") from None
-    return st.st_dev, st.st_ino
+        problem = e
+    else:
+        return st.st_dev, st.st_ino
+    # Raised outside the except block: failure classification follows an exception's context,
+    # and the ENOENT of a stat is not what went wrong for the probe.
+    if isinstance(problem, FileNotFoundError):
+        raise NamespaceUnavailable(name, f"{path} does not exist (create it with `ip netns add {name}`)")
+    raise NamespaceUnavailable(name, f"{path}: {problem.strerror}")
 
 
 class _Threads:

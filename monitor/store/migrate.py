@@ -7,12 +7,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 import monitor
 from monitor.store.engine import make_engine
 
 MIGRATIONS_DIR_ENV = "MONITOR_MIGRATIONS_DIR"
+# Any constant shared by every agent; spells "monitor" in ASCII so it is recognisable in pg_locks.
+MIGRATION_LOCK_KEY = 0x6D6F6E69746F72
 
 
 def migrations_dir() -> Path:
@@ -34,10 +36,17 @@ def alembic_config(connection: Connection) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Apply every migration not yet applied to the database at `url`."""
+    """Apply every migration not yet applied to the database at `url`.
+
+    On PostgreSQL, agents starting together against one central database take turns (a
+    transaction-scoped advisory lock): the first migrates, the others then find the schema
+    current. Without it two would both create the tables and one would fail to start.
+    """
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             command.upgrade(alembic_config(connection), "head")
     finally:
         engine.dispose()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from monitor.model import Failure, FailureClass, Operation, ProbeResult, Verdict
+from monitor.model import Failure, FailureClass, Operation, ProbeResult, Verdict, utcnow
 from monitor.store.models import ResultRow
 
 # One INSERT ... ON CONFLICT per dialect we support; both spell it the same way.
@@ -92,11 +92,15 @@ def results_between(
     return [_from_row(row) for row in session.scalars(stmt)]
 
 
-def latest_per_check_vantage(session: Session, check: str) -> list[ProbeResult]:
-    """The newest result of `check` from each (vantage, agent), ordered by vantage then agent.
+def latest_per_check_vantage(session: Session, check: str, *, max_age: timedelta | None = None) -> list[ProbeResult]:
+    """The newest result of `check` from each (vantage, agent), ordered by vantage then agent:
+    what analysis compares to tell a target down everywhere (server_down) from one that fails
+    only from some networks (censorship).
 
     Two agents may measure through vantages of the same name from different networks,
-    so the agent is part of the key: cross-vantage analysis must not merge them.
+    so the agent is part of the key: cross-vantage analysis must not merge them. With
+    `max_age`, a (vantage, agent) whose newest result is older than that is left out: an
+    agent that stopped reporting says nothing about the target now.
     """
     newest_first = (
         func.row_number()
@@ -106,7 +110,10 @@ def latest_per_check_vantage(session: Session, check: str) -> list[ProbeResult]:
         )
         .label("rank")
     )
-    ranked = select(ResultRow.id, newest_first).where(ResultRow.check == check).subquery()
+    recent = select(ResultRow.id, newest_first).where(ResultRow.check == check)
+    if max_age is not None:
+        recent = recent.where(ResultRow.started_at >= utcnow() - max_age)
+    ranked = recent.subquery()
     stmt = (
         select(ResultRow)
         .join(ranked, ranked.c.id == ResultRow.id)

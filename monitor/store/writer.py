@@ -1,9 +1,16 @@
-"""The only path from probes to the database: a bounded queue drained in batches.
+"""The only path from probes to the database: a bounded queue drained in batches, and a
+spool on local disk for when the database cannot be written.
 
 Probes call `submit`, which never waits on the database. `run` writes batches on a worker
-thread (the engine is sync SQLAlchemy). While the database is unavailable the batch in
-hand is kept and retried with backoff; new results keep queueing up to `queue_size`,
-after which the oldest are dropped — a bounded loss instead of unbounded memory.
+thread (the engine is sync SQLAlchemy). With a spool (the daemon always has one), a write the
+database fails — unreachable, schema missing, disk full — moves that batch and everything
+queued to the spool, fsync'd; from then on results go through the spool, oldest first, while
+the database is retried with backoff, until the spool is empty again. A queue that fills up
+faster than the database takes it spills to the spool the same way. Results are lost only if
+the spool is full (spool_max_results) or the disk refuses them; both are counted and logged.
+
+Without a spool the batch in hand is kept and retried, new results queue up to `queue_size`
+after which the oldest are dropped, and what is left at the close deadline is dropped.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -19,12 +27,14 @@ from sqlalchemy.orm import Session
 from monitor.model import ProbeResult
 from monitor.store.engine import make_engine
 from monitor.store.repository import save_results
+from monitor.store.spool import Spool
 
 log = logging.getLogger(__name__)
 
-# Retry delays after a failed write: doubling from FIRST up to MAX seconds.
+# Retry delays after a failed write: doubling from FIRST up to MAX seconds. MAX is how long
+# the end of an outage may go unnoticed; each retry costs one connection attempt.
 RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 30.0
+RETRY_MAX_S = 10.0
 
 
 def _may_heal(exc: Exception) -> bool:
@@ -42,9 +52,14 @@ class ResultWriter:
     """Batches ProbeResults into the database. Create, `submit` from the event loop,
     run `run()` as a task, and `await close()` on shutdown.
 
+    `spool_dir` turns the spool on (see the module doc). Memory stays bounded with it too:
+    the queue spills to disk at `queue_size`, and should a single write hang, the oldest
+    results beyond twice that are dropped.
+
     Counters: `written` rows stored (a result already stored counts once), `dropped`
-    results given up (queue overflow, unwritable data, database still down at the
-    close deadline), `write_errors` failed write attempts.
+    results given up (queue overflow, unwritable data, spool full, database still down at
+    the close deadline without a spool), `write_errors` failed write attempts, `spooled`
+    results waiting on disk.
     """
 
     def __init__(
@@ -54,14 +69,24 @@ class ResultWriter:
         queue_size: int = 10000,
         batch_size: int = 500,
         flush_interval: float = 1.0,
+        spool_dir: str | Path | None = None,
+        spool_max_results: int = 100000,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or flush_interval <= 0:
             raise ValueError("queue_size and batch_size must be >= 1 and flush_interval > 0")
+        # A segment is replayed in one write, so it is at most a batch; and small enough that
+        # dropping the oldest one when the spool is full costs a tenth of it at most.
+        self._spool = (
+            Spool(spool_dir, max_results=spool_max_results, segment_results=max(1, min(batch_size, spool_max_results // 10)))
+            if spool_dir is not None
+            else None
+        )
         if isinstance(url_or_engine, Engine):
             self._engine, self._owns_engine = url_or_engine, False
         else:
             self._engine, self._owns_engine = make_engine(url_or_engine), True
-        self._queue: deque[ProbeResult] = deque(maxlen=queue_size)
+        self._queue: deque[ProbeResult] = deque()
+        self._queue_size = queue_size
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         # Taken from the queue, not yet stored: held across retries so it is never lost.
@@ -73,36 +98,58 @@ class ResultWriter:
         self._running = False
         self._stopped = asyncio.Event()
         self._overflowing = False
+        self._spill_failing = False
+        # What the last write said about the database, and when to try it again if it failed.
+        self._store_ok = True
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST_S
+        self._lost = 0
         self.written = 0
-        self.dropped = 0
         self.write_errors = 0
+        if self._spool is not None and self._spool.pending:
+            log.info("%d results spooled in %s by an earlier run: replaying them first", self._spool.pending, self._spool.directory)
 
     @property
     def queue_depth(self) -> int:
-        """Results submitted and not yet stored (including the batch being written)."""
+        """Results submitted and not yet stored, in memory (including the batch being written)."""
         return len(self._queue) + len(self._batch)
+
+    @property
+    def spooled(self) -> int:
+        """Results waiting on disk for the database."""
+        return self._spool.pending if self._spool is not None else 0
+
+    @property
+    def dropped(self) -> int:
+        return self._lost + (self._spool.dropped if self._spool is not None else 0)
 
     def submit(self, result: ProbeResult) -> None:
         """Queue a result. Call from the event loop thread; never blocks, never raises."""
-        if len(self._queue) == self._queue.maxlen:
-            # The deque drops the oldest itself on append; count and report it.
-            self.dropped += 1
+        self._queue.append(result)
+        limit = self._queue_size if self._spool is None else 2 * self._queue_size
+        if len(self._queue) > limit:
+            self._queue.popleft()
+            self._lost += 1
             if not self._overflowing:
                 self._overflowing = True
-                log.warning(
-                    "result queue full (%d): dropping the oldest results until the database catches up",
-                    self._queue.maxlen,
-                )
-        self._queue.append(result)
-        if len(self._queue) >= self._batch_size:
+                log.warning("result queue full (%d): dropping the oldest results until the database catches up", limit)
+        if len(self._queue) >= min(self._batch_size, self._queue_size):
             self._wakeup.set()
 
     async def run(self) -> None:
-        """Write batches until `close()` is requested and everything queued is stored."""
+        """Write until `close()` is requested and everything queued is stored (or spooled)."""
         self._running = True
         self._stopped.clear()
         try:
-            while not (self._close_requested.is_set() and self.queue_depth == 0):
+            while True:
+                if self._spool is not None and self._spool.pending:
+                    if not await self._spooled_round():
+                        break
+                    continue
+                if self._close_requested.is_set() and self.queue_depth == 0:
+                    break
+                if self._spool is not None and len(self._queue) >= self._queue_size and await self._spill():
+                    continue  # the database is slower than the probes: their results wait on disk
                 if not self._batch:
                     await self._wait_for_batch()
                     self._take_batch()
@@ -115,9 +162,11 @@ class ResultWriter:
     async def close(self, *, timeout: float = 30.0) -> None:
         """Stop, after storing everything still queued.
 
-        If the database stays unavailable for `timeout` seconds, what is left is logged and
-        counted as dropped: shutdown must end. A write already in progress is waited for;
-        its own duration is bounded by the engine's connect and lock timeouts.
+        With a spool, what the database cannot take — it is down, or the spool is still
+        being replayed at the deadline — stays on disk and is replayed at the next start.
+        Without one, if the database stays unavailable for `timeout` seconds, what is left is
+        logged and counted as dropped: shutdown must end. A write already in progress is
+        waited for; its own duration is bounded by the engine's connect and lock timeouts.
         """
         loop = asyncio.get_running_loop()
         self._close_deadline = loop.time() + timeout
@@ -129,12 +178,18 @@ class ResultWriter:
             else:
                 await self.run()
         finally:
+            if self._spool is not None:
+                if self.queue_depth:  # the disk refused them too
+                    self._give_up("nor spooled")
+                self._spool.close()
             if self._owns_engine:
                 self._engine.dispose()
 
+    # -- writing straight from the queue --------------------------------------------------------
+
     async def _wait_for_batch(self) -> None:
         """Return when a full batch is queued, close is requested, or flush_interval passed."""
-        if len(self._queue) >= self._batch_size or self._close_requested.is_set():
+        if len(self._queue) >= min(self._batch_size, self._queue_size) or self._close_requested.is_set():
             return
         self._wakeup.clear()
         try:
@@ -147,30 +202,26 @@ class ResultWriter:
         self._batch = [self._queue.popleft() for _ in range(n)]
 
     async def _write_batch(self) -> None:
-        """Store self._batch, retrying with backoff while the database fails."""
-        delay = RETRY_FIRST_S
+        """Store self._batch; if the database fails, spool it, else retry with backoff."""
         loop = asyncio.get_running_loop()
         while True:
             try:
                 written, unwritable = await asyncio.to_thread(self._store, self._batch)
             except DBAPIError as exc:
-                self.write_errors += 1
+                self._store_failed(exc, len(self._batch))
+                if self._spool is not None and await self._spill():
+                    return  # from now on through the spool, until the database is back
                 left = self._close_deadline - loop.time()
                 if left <= 0:
-                    self._give_up(exc)
+                    self._give_up(f"database still failing at shutdown ({exc.orig})")
                     return
-                wait = min(delay, left)
-                log.warning(
-                    "storing %d results failed (%s); retrying in %.1f s, %d queued",
-                    len(self._batch), exc.orig, wait, self.queue_depth,
-                )
-                await self._sleep_unless_closing(wait)
-                delay = min(delay * 2, RETRY_MAX_S)
+                await self._sleep_unless_closing(min(self._retry_at - loop.time(), left))
                 continue
             self.written += written
-            self.dropped += unwritable
+            self._lost += unwritable
             self._batch = []
-            if self._overflowing and len(self._queue) < (self._queue.maxlen or 0):
+            self._store_succeeded()
+            if self._overflowing and len(self._queue) < self._queue_size:
                 self._overflowing = False
                 log.warning("result queue has room again; %d results dropped so far", self.dropped)
             return
@@ -185,12 +236,94 @@ class ResultWriter:
         except TimeoutError:
             pass
 
-    def _give_up(self, exc: DBAPIError) -> None:
+    def _give_up(self, why: str) -> None:
         lost = self.queue_depth
-        log.error("database still failing at shutdown (%s); %d results not stored", exc.orig, lost)
-        self.dropped += lost
+        log.error("%s; %d results not stored", why, lost)
+        self._lost += lost
         self._batch = []
         self._queue.clear()
+
+    # -- through the spool ------------------------------------------------------------------------
+
+    async def _spooled_round(self) -> bool:
+        """One step while results wait on disk: replay the oldest segment if the database may
+        be back; else put what is queued on disk too and wait. False: stop (closing)."""
+        assert self._spool is not None
+        loop = asyncio.get_running_loop()
+        if not self._store_ok or len(self._queue) >= self._queue_size:
+            await self._spill()
+        closing = self._close_requested.is_set()
+        may_try = loop.time() >= self._retry_at and not (closing and loop.time() >= self._close_deadline)
+        if may_try and await self._replay_oldest():
+            return True
+        if closing:
+            # The database is down, or the deadline came: the rest waits on disk for the next start.
+            await self._spill()
+            log.warning("stopping with %d results spooled in %s; they are replayed at the next start", self._spool.pending, self._spool.directory)
+            return False
+        await self._sleep_unless_closing(max(0.0, min(self._retry_at - loop.time(), self._flush_interval)))
+        return True
+
+    async def _replay_oldest(self) -> bool:
+        """Store the oldest spooled segment and remove it; False if the database failed."""
+        assert self._spool is not None
+        results = await asyncio.to_thread(self._spool.oldest)
+        if results:
+            try:
+                written, unwritable = await asyncio.to_thread(self._store, results)
+            except DBAPIError as exc:
+                self._store_failed(exc, len(results))
+                return False
+            self.written += written
+            self._lost += unwritable
+        await asyncio.to_thread(self._spool.remove_oldest)
+        self._store_succeeded()
+        if not self._spool.pending:
+            log.info("spool replayed: the database has every result again")
+        return True
+
+    async def _spill(self) -> bool:
+        """Move the batch in hand and everything queued, in order, to the spool. False if the
+        disk refused: they then stay in memory, in front of what arrived meanwhile."""
+        assert self._spool is not None
+        moving = self._batch + list(self._queue)
+        if not moving:
+            return True
+        self._batch = []
+        self._queue.clear()
+        try:
+            await asyncio.to_thread(self._spool.append, moving)
+        except OSError as exc:
+            self._queue.extendleft(reversed(moving))
+            if not self._spill_failing:  # once per episode: this repeats every flush_interval
+                self._spill_failing = True
+                log.error("cannot spool %d results in %s (%s); keeping them in memory", len(moving), self._spool.directory, exc)
+            return False
+        if self._spill_failing:
+            self._spill_failing = False
+            log.warning("spooling to %s works again", self._spool.directory)
+        return True
+
+    # -- the database -----------------------------------------------------------------------------
+
+    def _store_failed(self, exc: DBAPIError, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.write_errors += 1
+        self._retry_at = loop.time() + self._retry_delay
+        log.warning(
+            "storing %d results failed (%s); retrying in %.1f s; %d queued, %d spooled%s",
+            n, str(exc.orig).strip(), self._retry_delay, self.queue_depth, self.spooled,
+            f"; results wait in {self._spool.directory} until it answers" if self._spool is not None and self._store_ok else "",
+        )
+        self._store_ok = False
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+
+    def _store_succeeded(self) -> None:
+        if not self._store_ok:
+            log.warning("the database takes results again; %d spooled to replay", self.spooled)
+        self._store_ok = True
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST_S
 
     def _store(self, batch: list[ProbeResult]) -> tuple[int, int]:
         """Runs on a worker thread. Returns (rows written, results that cannot be written).
