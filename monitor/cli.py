@@ -104,20 +104,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-async def _measure_once(cfg: Config, checks: list[Check]) -> list[ProbeResult]:
-    """Every (check, vantage) once, concurrently within the configured cap, in config order."""
+async def _measure_once(cfg: Config, checks: list[Check]) -> list[tuple[Check, list[ProbeResult]]]:
+    """Every (check, vantage) once, concurrently within the configured cap, in config order:
+    each run's check and results."""
     from monitor.probes import measure
     from monitor.vantage import vantages_from_config
 
     vantages = vantages_from_config(cfg)
     cap = asyncio.Semaphore(cfg.scheduler.max_concurrency)
 
-    async def one(check: Check, vantage: str) -> list[ProbeResult]:
+    async def one(check: Check, vantage: str) -> tuple[Check, list[ProbeResult]]:
         async with cap:
-            return await measure(check, vantages[vantage], agent=cfg.agent)
+            return check, await measure(check, vantages[vantage], agent=cfg.agent)
 
-    rounds = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
-    return [r for results in rounds for r in results]
+    return list(await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages)))
+
+
+def _store_runs(cfg: Config, runs: list[tuple[Check, list[ProbeResult]]]) -> None:
+    """As the daemon does: each run judged with the other vantages and its episode stepped
+    (monitor/judgement.py), then its results saved."""
+    from sqlalchemy.orm import Session
+
+    from monitor.judgement import Judge
+    from monitor.store import save_results, upgrade
+
+    upgrade(cfg.storage.url)
+    judge = Judge(cfg.storage.url, cfg.analysis, cfg.agent)
+    try:
+        for check, results in runs:
+            judge.conclude(check, results)
+            with Session(judge.engine) as session, session.begin():
+                save_results(session, results)
+    finally:
+        judge.close()
 
 
 def _probe(cfg: Config, args: argparse.Namespace) -> int:
@@ -127,7 +146,12 @@ def _probe(cfg: Config, args: argparse.Namespace) -> int:
         print(f"unknown check(s): {', '.join(sorted(unknown))} (known: {', '.join(c.name for c in cfg.checks)})", file=sys.stderr)
         return EXIT_USAGE
     checks = [c for c in cfg.checks if not names or c.name in names]
-    for result in asyncio.run(_measure_once(cfg, checks)):
+    runs = asyncio.run(_measure_once(cfg, checks))
+    # A config that names a store is measured as the daemon measures: with the other
+    # vantages' results, into the store. Without one, probe --once only prints.
+    if "storage" in cfg.model_fields_set:
+        _store_runs(cfg, runs)
+    for result in (r for _, results in runs for r in results):
         if args.json:
             print(json.dumps(result.to_json(), separators=(",", ":"), sort_keys=False), flush=True)
         else:

@@ -17,10 +17,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
+from monitor import netns as network_namespaces
 from monitor.config import Check, Config, ConfigError, load_config
 from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
+from monitor.judgement import Judge
 from monitor.probes import measure
 from monitor.scheduler import CheckScheduler
 from monitor.probes.goproxy import VERIFIED_TREES
@@ -42,13 +44,19 @@ class Daemon:
             queue_size=config.storage.queue_size,
             batch_size=config.storage.batch_size,
             flush_interval=config.storage.flush_interval,
+            spool_dir=config.storage.spool_dir or f"spool-{config.agent}",
+            spool_max_results=config.storage.spool_max_results,
         )
         registry = CollectorRegistry()
-        registry.register(MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth))
+        registry.register(
+            MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
+        )
         self.server = ExporterServer(config.exporter.listen, registry, self.reload)
         self.scheduler = CheckScheduler(
             self._measure, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag
         )
+        # Cross-vantage verdicts and episodes (monitor/judgement.py); the store is read per run.
+        self.judge = Judge(config.storage.url, config.analysis, config.agent)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
 
@@ -75,6 +83,7 @@ class Daemon:
         prune_task.cancel()
         await asyncio.gather(prune_task, return_exceptions=True)
         prune_engine.dispose()
+        self.judge.close()
         await self.writer.close()
         await writer_task
         log.info("stopped; %d results written", self.writer.written)
@@ -94,6 +103,8 @@ class Daemon:
                 log.warning("changes to %s take effect only after a restart", ", ".join(restart_only))
             self.config = new.model_copy(update={k: getattr(self.config, k) for k in restart_only})
             self.vantages = vantages_from_config(self.config)
+            self.judge.analysis = self.config.analysis
+            network_namespaces.release_all_except(v.netns for v in self.config.vantages if v.netns)
             unchanged = self.scheduler.apply(self.config)
             self.state.forget_checks_except({tuple(jid.rsplit("@", 1)) for jid in unchanged})  # type: ignore[misc]
             self.state.reload_ok, self.state.reload_time = True, time.time()
@@ -102,7 +113,11 @@ class Daemon:
 
     async def _measure(self, check: Check, vantage_name: str) -> None:
         vantage = self.vantages[vantage_name]
-        for result in await measure(check, vantage, agent=self.config.agent):
+        results = await measure(check, vantage, agent=self.config.agent)
+        verdict = await asyncio.to_thread(self.judge.conclude, check, results)
+        if verdict is not None:
+            self.state.record_verdict(check.name, vantage_name, verdict.value)
+        for result in results:
             self.writer.submit(result)
             self.state.record(result)
             log.debug(

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from monitor.export.state import PHASE_BUCKETS, ExporterState
-from monitor.model import Phase, ProbeResult
+from monitor.model import Phase, ProbeResult, VerdictName
 
 PROBE_LABELS = ["check", "kind", "vantage", "target"]
 
@@ -34,14 +34,17 @@ def _unix_time(iso: str) -> float | None:
 
 
 class MonitorCollector(Collector):
-    def __init__(self, state: ExporterState, queue_depth: Callable[[], int] = lambda: 0):
+    def __init__(self, state: ExporterState, queue_depth: Callable[[], int] = lambda: 0, spooled: Callable[[], int] = lambda: 0):
         self.state = state
-        self.queue_depth = queue_depth  # read at scrape time from the store writer
+        # Both read at scrape time from the store writer.
+        self.queue_depth = queue_depth
+        self.spooled = spooled
 
     def collect(self) -> Iterator[Metric]:
         s = self.state.snapshot()
         yield from self._probe_metrics(s)
         yield from self._history_metrics(s)
+        yield self._verdict_metric(s)
         yield from self._daemon_metrics(s)
 
     def _probe_metrics(self, s: ExporterState) -> Iterator[Metric]:
@@ -106,12 +109,24 @@ class MonitorCollector(Collector):
             phases.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target, phase, transport], buckets, h.sum)
         yield phases
 
+    def _verdict_metric(self, s: ExporterState) -> Metric:
+        # A state set: every verdict of the closed vocabulary, 1 for the current one, so that
+        # an alert rule can match `== 1` and a dashboard can stack them over time.
+        verdict = GaugeMetricFamily(
+            "monitor_verdict", "1 for the current verdict of a check from a vantage (its open episode's, else ok)", labels=["check", "vantage", "verdict"]
+        )
+        for (check, vantage), current in s.verdicts.items():
+            for name in VerdictName:
+                verdict.add_metric([check, vantage, name.value], 1.0 if name.value == current else 0.0)
+        return verdict
+
     def _daemon_metrics(self, s: ExporterState) -> Iterator[Metric]:
         lag = GaugeMetricFamily("monitor_scheduler_lag_seconds", "How late the last run of a check started", labels=["check", "vantage"])
         for (check, vantage), seconds in s.scheduler_lag.items():
             lag.add_metric([check, vantage], seconds)
         yield lag
         yield GaugeMetricFamily("monitor_store_queue_depth", "Results waiting for the store writer", value=self.queue_depth())
+        yield GaugeMetricFamily("monitor_store_spooled_results", "Results kept on local disk until the store takes them", value=self.spooled())
         yield GaugeMetricFamily("monitor_config_last_reload_successful", "1 if the last config (re)load succeeded", value=1.0 if s.reload_ok else 0.0)
         yield GaugeMetricFamily(
             "monitor_config_last_reload_success_timestamp_seconds", "Unix time of the last successful config load", value=s.reload_time

@@ -45,6 +45,8 @@ class ExporterState:
     phases: dict[tuple[str, str, str, str, str], Histogram] = field(default_factory=dict)
     # (check, vantage) -> seconds the last run started late
     scheduler_lag: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (check, vantage) -> the current verdict (the open episode's, else ok); checks that judge only
+    verdicts: dict[tuple[str, str], str] = field(default_factory=dict)
     reload_ok: bool = True
     reload_time: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,10 +62,14 @@ class ExporterState:
                 hist = self.phases.setdefault(key + (phase, transport), Histogram())
                 hist.observe(seconds)
 
+    def record_verdict(self, check: str, vantage: str, verdict: str) -> None:
+        with self._lock:
+            self.verdicts[(check, vantage)] = verdict
+
     def forget_checks_except(self, keep: set[tuple[str, str]]) -> None:
         """Drop every series whose (check, vantage) is no longer configured."""
         with self._lock:
-            for store in (self.latest, self.scheduler_lag, self.failures, self.phases):
+            for store in (self.latest, self.scheduler_lag, self.failures, self.phases, self.verdicts):
                 for key in [k for k in store if (k[0], k[1]) not in keep]:
                     del store[key]
 
@@ -74,6 +80,7 @@ class ExporterState:
                 failures=dict(self.failures),
                 phases={k: Histogram(list(h.counts), h.total, h.sum) for k, h in self.phases.items()},
                 scheduler_lag=dict(self.scheduler_lag),
+                verdicts=dict(self.verdicts),
                 reload_ok=self.reload_ok,
                 reload_time=self.reload_time,
             )

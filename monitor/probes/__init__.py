@@ -22,21 +22,22 @@ from monitor.probes.git import probe_git
 from monitor.probes.goproxy import probe_goproxy
 from monitor.probes.http import probe_http
 from monitor.probes.proxy import probe_proxy
+from monitor.probes.site import probe_site, run_site_round
 from monitor.probes.tcp import probe_tcp
 from monitor.probes.tls import probe_tls
 from monitor.vantage import Vantage
 
-__all__ = ["PROBES", "ROUNDS", "measure", "run_probe", "probe_tcp", "probe_tls", "probe_http", "probe_goproxy", "probe_dns", "probe_proxy", "probe_git"]
+__all__ = ["PROBES", "ROUNDS", "measure", "run_probe", "probe_tcp", "probe_tls", "probe_http", "probe_goproxy", "probe_dns", "probe_proxy", "probe_git", "probe_site"]
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[..., Awaitable[ProbeResult]]
 PROBES: dict[str, Probe] = {
     "tcp": probe_tcp, "tls": probe_tls, "http": probe_http, "goproxy": probe_goproxy, "dns": probe_dns,
-    "proxy": probe_proxy, "git": probe_git,
+    "proxy": probe_proxy, "git": probe_git, "site": probe_site,
 }
 # Kinds whose one run yields several results (all sharing facts.round_id, the summary last).
-ROUNDS: dict[str, Callable[..., Awaitable[list[ProbeResult]]]] = {"dns": run_dns_round}
+ROUNDS: dict[str, Callable[..., Awaitable[list[ProbeResult]]]] = {"dns": run_dns_round, "site": run_site_round}
 
 # When the runner has to write the failure itself it cannot know the phase; it names the
 # operation the kind is about. Every kind in PROBES needs one (tests/test_probe_runner.py).
@@ -48,6 +49,7 @@ _MAIN_OPERATION = {
     "dns": Operation.DNS_ROUND_TRIP,
     "proxy": Operation.PROXY_CONNECT,
     "git": Operation.HTTP_ROUND_TRIP,
+    "site": Operation.TLS_HANDSHAKE,
 }
 
 # Probes cap every step at the deadline themselves, naming the phase that ran out; the

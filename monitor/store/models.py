@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Index, MetaData, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Double, Index, Integer, MetaData, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -107,3 +107,32 @@ class SumdbTreeRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)  # records in the tree
     hash: Mapped[str] = mapped_column(String(44))  # root hash, base64 as in the signed note
     verified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EpisodeRow(Base):
+    """One verdict episode (monitor/analysis/episodes.py): pending while confirmed_at is NULL,
+    open while ended_at is NULL, closed after. At most one row per (check, vantage, agent)
+    has ended_at NULL: the current one."""
+
+    __tablename__ = "verdict_episodes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    check: Mapped[str] = mapped_column(String)
+    vantage: Mapped[str] = mapped_column(String)
+    agent: Mapped[str] = mapped_column(String)
+    verdict: Mapped[str] = mapped_column(String)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rounds: Mapped[int] = mapped_column(Integer)
+    clean: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[str] = mapped_column(String)
+    evidence: Mapped[list[str]] = mapped_column(Document)
+
+    __table_args__ = (
+        # The current episode of one (check, vantage, agent): ended_at IS NULL.
+        Index("ix_verdict_episodes_check_vantage_agent_ended_at", "check", "vantage", "agent", "ended_at"),
+        # Reports and retention by time.
+        Index("ix_verdict_episodes_started_at", "started_at"),
+    )

@@ -1,0 +1,143 @@
+"""The `site` check: everything between this vantage and one HTTPS site, in one round, then a
+verdict (monitor/analysis/verdicts.py).
+
+    results = await run_site_round(check, vantage, deadline=d)  # every result of the round
+    result = await probe_site(check, vantage, deadline=d)       # DESIGN §3.1 shape: the summary
+
+An attempt is: the domain asked of every plain resolver and every reference (the dns
+probe's round, at once); every answered address, up to max_ips, handshaken with the
+domain's SNI, the control SNI and no SNI (the tls probe's SNI experiment, addresses at
+once); one HTTPS GET (the http probe) on an address whose certificate verified, else on
+the system's first answer. No second stack: these are the dns, tls and http probes' own
+functions, given checks derived from this one.
+
+A first attempt that shows no failure is the round. Otherwise the attempt is repeated up to
+`attempts` times, each given an equal share of the time left, and the verdict is the
+majority's; the repeats also tell a censor (the same failure every time) from a lossy
+path (failures that come and go). Residual blocking: the round keeps its own memory of
+triggers, so after the target SNI triggered on an address the later attempts do not send
+the control there (their control is the first attempt's); across rounds a real censor may
+still block the (address, port) for minutes — the SNI experiment then marks the attempts
+`contaminated` and the rules do not count them against SNI blocking.
+
+Results: per attempt, one per resolver (role resolver), one per address (role handshake,
+with facts.sni_experiment), the GET (role fetch); then the summary (kind site, role summary)
+with the verdict, every finding and what other vantages need to compare with this one.
+All carry facts.round_id and (except the summary) facts.attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from monitor.analysis.observations import (
+    attempts_of,
+    handshakes,
+    resolution,
+    round_facts,
+)
+from monitor.analysis.verdicts import judge_site
+from monitor.config import DnsCheck, HttpCheck, SiteCheck, TlsCheck
+from monitor.model import ProbeResult, VerdictName, utcnow
+from monitor.probes._sni import ResidualBlocking, sni_experiment
+from monitor.probes.dns import run_dns_round
+from monitor.probes.http import probe_http
+from monitor.vantage import Vantage
+
+
+async def probe_site(check: SiteCheck, vantage: Vantage, *, deadline: float) -> ProbeResult:
+    """The round's summary. A runner that stores results should call run_site_round."""
+    return (await run_site_round(check, vantage, deadline=deadline))[-1]
+
+
+async def run_site_round(check: SiteCheck, vantage: Vantage, *, deadline: float) -> list[ProbeResult]:
+    round_id = uuid.uuid4().hex
+    started_at, clock = utcnow(), time.perf_counter()
+    residual = ResidualBlocking()
+    results: list[ProbeResult] = []
+    for number in range(1, check.attempts + 1):  # bounded by attempts, and by the deadline below
+        share = _share(deadline, check.attempts - number + 1)
+        done = await _attempt(check, vantage, number, share, residual)
+        for r in done:
+            r.facts.update(round_id=round_id, attempt=number)
+        results += done
+        if (number == 1 and not attempts_of(done)[0].failed) or time.monotonic() >= deadline:
+            break
+    attempts = attempts_of(results)
+    judgement = judge_site(attempts)
+    summary = ProbeResult(
+        check=check.name,
+        kind=check.kind,
+        vantage=vantage.name,
+        target=check.display_target,
+        started_at=started_at,
+        ok=judgement.verdict.name is VerdictName.OK,
+        duration_s=time.perf_counter() - clock,
+        facts={
+            "round_id": round_id, "role": "summary", "domain": check.domain, "control_sni": check.control_sni,
+            "attempts": len(attempts), **round_facts(attempts).to_facts(), **judgement.facts(),
+        },
+        verdict=judgement.verdict,
+    )
+    return [*results, summary]
+
+
+async def _attempt(check: SiteCheck, vantage: Vantage, number: int, deadline: float, residual: ResidualBlocking) -> list[ProbeResult]:
+    dns = (await run_dns_round(_dns_check(check), vantage, deadline=_share(deadline, 3)))[:-1]  # without its comparison
+    for r in dns:
+        r.facts["role"] = "resolver"
+    ips = _addresses_to_try(check, dns)
+    handshaken = list(await asyncio.gather(*(
+        sni_experiment(_tls_check(check, ip), vantage, deadline=_share(deadline, 2), residual=residual) for ip in ips
+    )))
+    for r in handshaken:
+        r.facts["role"] = "handshake"
+    fetched = await probe_http(_http_check(check, _fetch_address(ips, handshaken)), vantage, deadline=deadline)
+    fetched.facts["role"] = "fetch"
+    return [*dns, *handshaken, fetched]
+
+
+def _addresses_to_try(check: SiteCheck, dns: list[ProbeResult]) -> list[str]:
+    """Every answered address, plain resolvers' and references' taken in turn (so a cap
+    cannot leave out either side), at most max_ips."""
+    answers = [list(resolution(r).addresses) for r in dns]
+    order: list[str] = []
+    for rank in range(max((len(a) for a in answers), default=0)):
+        order += [a[rank] for a in answers if rank < len(a)]
+    return list(dict.fromkeys(order))[: check.max_ips]
+
+
+def _fetch_address(ips: list[str], handshaken: list[ProbeResult]) -> str | None:
+    """Where the GET goes: an address whose certificate verified for the domain, else the first."""
+    for h in (h for r in handshaken for h in handshakes(r)):
+        if h.label == "target" and h.verified:
+            return h.ip
+    return ips[0] if ips else None
+
+
+def _share(deadline: float, parts: int) -> float:
+    now = time.monotonic()
+    return now + max(0.0, deadline - now) / parts
+
+
+def _common(check: SiteCheck) -> dict[str, object]:
+    return {
+        "name": check.name, "interval": check.interval, "timeout": check.timeout, "vantages": check.vantages,
+        "connect_timeout": check.connect_timeout, "tls_timeout": check.tls_timeout, "read_timeout": check.read_timeout,
+    }
+
+
+def _dns_check(check: SiteCheck) -> DnsCheck:
+    return DnsCheck(kind="dns", query=check.domain, type="A", resolvers=[*check.resolvers, *check.references],
+                    injection_window=check.injection_window, **_common(check))
+
+
+def _tls_check(check: SiteCheck, ip: str) -> TlsCheck:
+    return TlsCheck(kind="tls", target=f"{check.domain}:{check.port}", connect_to=ip, control_sni=check.control_sni,
+                    alpn=["http/1.1"], **_common(check))
+
+
+def _http_check(check: SiteCheck, ip: str | None) -> HttpCheck:
+    return HttpCheck(kind="http", url=check.url, connect_to=ip, expect_status=check.expect_status, **_common(check))

@@ -1,0 +1,83 @@
+"""Verdict episodes and the other vantages' latest summaries, in the store. Every function
+takes a Session: callers own the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from monitor.analysis.episodes import Episode
+from monitor.model import ProbeResult, VerdictName
+from monitor.store.models import EpisodeRow, ResultRow
+from monitor.store.repository import _from_row
+
+
+def current_episode(session: Session, check: str, vantage: str, agent: str) -> Episode | None:
+    """The pending or open episode of (check, vantage, agent), if any."""
+    row = session.scalars(
+        select(EpisodeRow)
+        .where(EpisodeRow.check == check, EpisodeRow.vantage == vantage, EpisodeRow.agent == agent, EpisodeRow.ended_at.is_(None))
+        .order_by(EpisodeRow.started_at.desc())
+        .limit(1)
+    ).first()
+    return _episode(row) if row is not None else None
+
+
+def save_episode(session: Session, episode: Episode) -> None:
+    """Insert or update by id."""
+    row = session.get(EpisodeRow, episode.id)
+    values = {
+        "check": episode.check, "vantage": episode.vantage, "agent": episode.agent, "verdict": episode.verdict.value,
+        "started_at": episode.started_at, "confirmed_at": episode.confirmed_at, "ended_at": episode.ended_at,
+        "last_seen_at": episode.last_seen_at, "rounds": episode.rounds, "clean": episode.clean,
+        "confidence": episode.confidence, "evidence": list(episode.evidence),
+    }
+    if row is None:
+        session.add(EpisodeRow(id=episode.id, **values))
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+    session.flush()
+
+
+def drop_episode(session: Session, episode: Episode) -> None:
+    """Forget a pending episode that never opened."""
+    session.execute(delete(EpisodeRow).where(EpisodeRow.id == episode.id))
+
+
+def episodes_between(session: Session, since: datetime, until: datetime, check: str | None = None) -> list[Episode]:
+    """Episodes that opened and overlap [since, until), oldest first (pending ones are not news)."""
+    stmt = select(EpisodeRow).where(
+        EpisodeRow.confirmed_at.is_not(None), EpisodeRow.started_at < until,
+        (EpisodeRow.ended_at.is_(None)) | (EpisodeRow.ended_at >= since),
+    )
+    if check is not None:
+        stmt = stmt.where(EpisodeRow.check == check)
+    return [_episode(row) for row in session.scalars(stmt.order_by(EpisodeRow.started_at, EpisodeRow.id))]
+
+
+def latest_summaries(session: Session, check: str, kind: str, since: datetime) -> list[ProbeResult]:
+    """The newest result of `kind` for `check` from each (vantage, agent) that started at or
+    after `since`: for a round-based kind (site), its summaries, not the sub-results."""
+    newest_first = (
+        func.row_number()
+        .over(partition_by=(ResultRow.vantage, ResultRow.agent), order_by=(ResultRow.started_at.desc(), ResultRow.id.desc()))
+        .label("rank")
+    )
+    ranked = (
+        select(ResultRow.id, newest_first)
+        .where(ResultRow.check == check, ResultRow.kind == kind, ResultRow.started_at >= since)
+        .subquery()
+    )
+    stmt = select(ResultRow).join(ranked, ranked.c.id == ResultRow.id).where(ranked.c.rank == 1).order_by(ResultRow.vantage, ResultRow.agent)
+    return [_from_row(row) for row in session.scalars(stmt)]
+
+
+def _episode(row: EpisodeRow) -> Episode:
+    return Episode(
+        id=row.id, check=row.check, vantage=row.vantage, agent=row.agent, verdict=VerdictName(row.verdict),
+        started_at=row.started_at, confirmed_at=row.confirmed_at, ended_at=row.ended_at, last_seen_at=row.last_seen_at,
+        rounds=row.rounds, clean=row.clean, confidence=row.confidence, evidence=tuple(row.evidence),
+    )

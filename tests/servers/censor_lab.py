@@ -1,0 +1,289 @@
+"""The censor lab: four network namespaces made for one test module, joined by veth pairs
+on a random /24 of 198.18.0.0/15 (never routed anywhere else; no namespace has a route
+to the host's networks).
+
+    censored ── censor (router; the scenarios' iptables rules and injectors live here) ── target
+    clean ───────────────────────────────────────────────────────────────────────────── target
+
+The target holds, on its loopback: unbound (plain DNS on 53, DoT on 853, DoH on 443) at
+.60 answering the lab's names; a CDN-like resolver at .61 answering one address of a pool
+at random; a lying resolver at .62; HTTPS servers for the lab's names at .65, .66, .67
+(certificates from the lab CA, which the vantages trust); an intercepting server at .71
+(certificates from a CA nobody trusts). Each vantage's system resolver is unbound
+(/etc/netns/NAME/resolv.conf). A vantage measures with `ip netns exec NAME python -m
+monitor probe --once --json`, both writing to one SQLite store, so the censored vantage's
+verdicts can consult the clean one's results.
+
+Scenario rules go into the censor's iptables (filter FORWARD, nat PREROUTING) and are
+flushed after each test. NAT decisions already in conntrack outlive a flush; every probe
+opens new flows (new source ports), so they do not carry over between scenarios. Residual blocking (the GFW blocking an (IP, port) for ~180 s
+after an SNI trigger) is not emulated: the rules act on each packet alone.
+Everything — processes, namespaces, veths, /etc/netns entries — is removed on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers.certs import TestCA
+from tests.servers.dns_unbound import UNBOUND
+
+REPO = Path(__file__).resolve().parents[2]
+_LAB_NET = ipaddress.ip_network("198.18.0.0/15")
+_WAIT = 10  # s: the longest any lab command or start-up may take
+
+
+def lab_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "the censor lab needs root (network namespaces, iptables)"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"the censor lab needs {tool} (Debian: iproute2, iptables)"
+    if UNBOUND is None:
+        return "the censor lab needs unbound (apt-get install unbound)"
+    return None
+
+
+@dataclass
+class Lab:
+    tag: str
+    base: ipaddress.IPv4Address
+    directory: Path
+    store: str  # the SQLite URL both vantages write to
+    ca_path: Path
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    # Namespaces and interfaces
+    @property
+    def censored(self) -> str:
+        return f"lab-{self.tag}-censored"
+
+    @property
+    def censor(self) -> str:
+        return f"lab-{self.tag}-censor"
+
+    @property
+    def clean(self) -> str:
+        return f"lab-{self.tag}-clean"
+
+    @property
+    def target(self) -> str:
+        return f"lab-{self.tag}-target"
+
+    def ip(self, host: int) -> str:
+        return str(self.base + host)
+
+    @property
+    def censor_inside(self) -> str:
+        """The censor's interface towards the censored vantage (where the injector listens)."""
+        return f"lc{self.tag}"
+
+    # Addresses of services
+    @property
+    def resolver(self) -> str:
+        return self.ip(60)
+
+    @property
+    def rotator(self) -> str:
+        return self.ip(61)
+
+    @property
+    def liar(self) -> str:
+        return self.ip(62)
+
+    @property
+    def sites(self) -> list[str]:
+        return [self.ip(65), self.ip(66), self.ip(67)]
+
+    @property
+    def interceptor(self) -> str:
+        return self.ip(71)
+
+    @property
+    def nowhere(self) -> str:
+        """An address in the lab's range where nothing listens: what forged answers point to."""
+        return self.ip(99)
+
+    # -----------------------------------------------------------------------------------------
+
+    def run(self, netns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", netns, *argv], check=check, capture_output=True, text=True, timeout=_WAIT)
+
+    def start(self, netns: str, *argv: str, ready: str = "ready") -> subprocess.Popen[str]:
+        """A process in `netns` that prints `ready` once serving and stops when its stdin closes."""
+        # stderr to a file: a pipe nobody reads fills up with the servers' logs and blocks them.
+        with (self.directory / f"{Path(argv[2] if len(argv) > 2 else argv[0]).name}-{len(self.processes)}.log").open("w") as log:
+            process = subprocess.Popen(["ip", "netns", "exec", netns, *argv], cwd=REPO, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=log, text=True)
+        self.processes.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if line.strip() != ready:
+            process.kill()
+            raise RuntimeError(f"{argv[:3]} did not start in {netns}: {line!r} (log in {self.directory})")
+        return process
+
+    def stop(self, process: subprocess.Popen[str]) -> None:
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if process in self.processes:
+            self.processes.remove(process)
+
+    @contextlib.contextmanager
+    def scenario(self, *rules: list[str], injector: tuple[str, str] | None = None) -> Iterator[None]:
+        """Apply iptables rules (each an argument list, e.g. ["-A", "FORWARD", ...] or
+        ["-t", "nat", "-A", "PREROUTING", ...]) and an optional DNS injector (domain, forged
+        address) in the censor for the duration; flushed afterwards whatever happened."""
+        process = None
+        try:
+            for rule in rules:
+                self.run(self.censor, "iptables", *rule)
+            if injector is not None:
+                process = self.start(self.censor, sys.executable, "-m", "tests.servers.dns_injector", self.censor_inside, *injector)
+            yield
+        finally:
+            if process is not None:
+                self.stop(process)
+            for table in ("filter", "nat"):
+                self.run(self.censor, "iptables", "-t", table, "-F", check=False)
+
+    def probe(self, vantage: str, config: Path) -> list[dict]:
+        netns = self.clean if vantage == "clean" else self.censored
+        done = subprocess.run(
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "monitor", "--log-level", "warning", "probe", "--once", "--json", "-c", str(config)],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"probe from {vantage} failed ({done.returncode}): {done.stderr}")
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=_WAIT)
+
+
+def _veth(lab: Lab, a: str, a_ip: int, b: str, b_ip: int, a_if: str, b_if: str) -> None:
+    _sh("ip", "link", "add", a_if, "type", "veth", "peer", "name", b_if)
+    _sh("ip", "link", "set", a_if, "netns", a)
+    _sh("ip", "link", "set", b_if, "netns", b)
+    for ns, ifname, host in ((a, a_if, a_ip), (b, b_if, b_ip)):
+        _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{lab.ip(host)}/30", "dev", ifname)
+        _sh("ip", "netns", "exec", ns, "ip", "link", "set", ifname, "up")
+
+
+def _unbound_config(lab: Lab, leaf_cert: Path, leaf_key: Path) -> str:
+    records = [
+        f"site.lab. 30 IN A {lab.sites[0]}",
+        f"control.lab. 30 IN A {lab.sites[0]}",
+        *(f"cdn.lab. 30 IN A {ip}" for ip in lab.sites),
+        f"dot.lab. 30 IN A {lab.resolver}",
+        f"doh.lab. 30 IN A {lab.resolver}",
+    ]
+    return "\n".join([
+        "server:",
+        *(f"  interface: {lab.resolver}@{port}" for port in (53, 853, 443)),
+        "  port: 53", "  tls-port: 853", "  https-port: 443", '  http-endpoint: "/dns-query"',
+        f'  tls-service-key: "{leaf_key}"', f'  tls-service-pem: "{leaf_cert}"',
+        "  do-daemonize: no", '  username: ""', '  chroot: ""', f'  directory: "{lab.directory}"',
+        f'  pidfile: "{lab.directory}/unbound.pid"', "  use-syslog: no", '  logfile: ""', "  verbosity: 1",
+        "  num-threads: 1", "  access-control: 198.18.0.0/15 allow", '  module-config: "iterator"',
+        '  local-zone: "." static', *(f'  local-data: "{r}"' for r in records),
+        "remote-control:", "  control-enable: no", "",
+    ])
+
+
+@contextlib.contextmanager
+def censor_lab(directory: Path) -> Iterator[Lab]:
+    tag = secrets.token_hex(3)
+    base = _LAB_NET.network_address + 256 * secrets.randbelow(_LAB_NET.num_addresses // 256)
+    ca = TestCA(directory, name="lab CA")
+    lab = Lab(tag, ipaddress.IPv4Address(base), directory, f"sqlite:///{directory / 'lab.db'}", ca.path)
+    namespaces = [lab.censored, lab.censor, lab.clean, lab.target]
+    daemons: list[subprocess.Popen[bytes]] = []
+    try:
+        for ns in namespaces:
+            _sh("ip", "netns", "add", ns)
+            _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        _veth(lab, lab.censored, 1, lab.censor, 2, f"lv{tag}", lab.censor_inside)
+        _veth(lab, lab.censor, 5, lab.target, 6, f"lo{tag}", f"lt{tag}")
+        _veth(lab, lab.clean, 9, lab.target, 10, f"lk{tag}", f"lu{tag}")
+        services = [60, 61, 62, 65, 66, 67, 71]
+        for host in services:
+            _sh("ip", "netns", "exec", lab.target, "ip", "addr", "add", f"{lab.ip(host)}/32", "dev", "lo")
+        _sh("ip", "netns", "exec", lab.censored, "ip", "route", "add", "default", "via", lab.ip(2))
+        _sh("ip", "netns", "exec", lab.clean, "ip", "route", "add", "default", "via", lab.ip(10))
+        for services_net in (f"{lab.ip(32)}/27", f"{lab.ip(64)}/26"):  # .32-.127: every service address
+            _sh("ip", "netns", "exec", lab.censor, "ip", "route", "add", services_net, "via", lab.ip(6))
+        _sh("ip", "netns", "exec", lab.censor, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        _sh("ip", "netns", "exec", lab.target, "ip", "route", "add", f"{lab.ip(0)}/30", "via", lab.ip(5))
+        for ns in (lab.censored, lab.clean):
+            etc = Path("/etc/netns") / ns
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(f"nameserver {lab.resolver}\noptions timeout:1 attempts:1\n")
+
+        dns_leaf = ca.issue("dot.lab", "doh.lab", lab.resolver, stem="lab-dns")
+        site_leaf = ca.issue("site.lab", "cdn.lab", "control.lab", stem="lab-sites")
+        evil = TestCA(directory, name="interceptor CA").issue("site.lab", "cdn.lab", "control.lab", stem="lab-interceptor")
+        conf = directory / "unbound.conf"
+        conf.write_text(_unbound_config(lab, dns_leaf.cert, dns_leaf.key))
+        # unbound prints nothing when ready: start it, then let the services' start-up (which
+        # takes longer) cover its own; the vantages' probes would show a resolver still starting.
+        unbound = subprocess.Popen(["ip", "netns", "exec", lab.target, str(UNBOUND), "-d", "-c", str(conf)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemons.append(unbound)
+        spec = {
+            "https": [{"host": ip, "port": 443, "cert": str(site_leaf.cert), "key": str(site_leaf.key)} for ip in lab.sites]
+            + [{"host": lab.interceptor, "port": 443, "cert": str(evil.cert), "key": str(evil.key)}],
+            "dns": [
+                {"host": lab.rotator, "port": 53, "mode": "rotate", "records": {"cdn.lab.": lab.sites, "site.lab.": lab.sites[:1]}},
+                {"host": lab.liar, "port": 53, "mode": "lie", "lie": lab.nowhere},
+            ],
+        }
+        (directory / "services.json").write_text(json.dumps(spec))
+        lab.start(lab.target, sys.executable, "-m", "tests.servers.lab_services", str(directory / "services.json"))
+        _wait_for_unbound(lab, unbound)
+        yield lab
+    finally:
+        for process in list(lab.processes):
+            lab.stop(process)
+        for daemon in daemons:
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait(timeout=5)
+        for ns in namespaces:  # deleting a namespace deletes the veth ends in it, and their peers
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=_WAIT, check=False)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+
+
+def _wait_for_unbound(lab: Lab, unbound: subprocess.Popen[bytes]) -> None:
+    for _ in range(50):  # up to ~5 s
+        if unbound.poll() is not None:
+            raise RuntimeError(f"unbound exited with {unbound.returncode}")
+        done = lab.run(lab.clean, sys.executable, "-c",
+                       f"import dns.message, dns.query; dns.query.udp(dns.message.make_query('site.lab', 'A'), '{lab.resolver}', timeout=0.1)",
+                       check=False)
+        if done.returncode == 0:
+            return
+    raise RuntimeError("unbound did not answer in the lab")

@@ -1,0 +1,90 @@
+"""The site check on loopback: unbound (UDP, DoT, DoH) answers the site's name with 127.0.0.1,
+where a real HTTPS server holds a certificate for the site and the control; with an SNI
+filter in front of it, the target SNI is reset while the control completes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from monitor.config import SiteCheck
+from monitor.probes import measure
+from monitor.vantage import Vantage
+from tests.conftest import require
+from tests.servers.certs import Pki, TestCA
+from tests.servers.dns_unbound import UNBOUND, Unbound, run_unbound
+from tests.servers.http import HttpServer
+from tests.servers.sni_front import SniFilter
+from tests.servers.tcp import server_context
+
+SITE, CONTROL = "site.test", "control.test"
+
+
+@pytest.fixture(scope="module")
+def unbound(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unbound]:
+    require(UNBOUND, "unbound is not installed (apt-get install unbound)")
+    with run_unbound(tmp_path_factory.mktemp("site-unbound"), [f"{SITE}. 300 IN A 127.0.0.1"], tls=pki.valid) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def site_context(tmp_path_factory: pytest.TempPathFactory, pki: Pki):
+    ca = TestCA(tmp_path_factory.mktemp("site-ca"), name="site test CA")
+    return ca, server_context(ca.issue(SITE, CONTROL, stem="site"), alpn=["http/1.1"])
+
+
+def site_check(unbound: Unbound, port: int, **overrides) -> SiteCheck:
+    fields = {
+        "name": "site", "kind": "site", "interval": 60, "timeout": 6, "vantages": ["local"], "domain": SITE, "control_sni": CONTROL,
+        "port": port, "path": "/status/200", "resolvers": [unbound.udp], "references": [unbound.tls("localhost"), unbound.https()],
+        "attempts": 2, "connect_timeout": 1, "tls_timeout": 1, "read_timeout": 1,
+    }
+    return SiteCheck(**(fields | overrides))
+
+
+def vantage_for(pki: Pki, ca: TestCA) -> Vantage:
+    return Vantage(name="local", extra_ca_files=(str(pki.ca_path), str(ca.path)))
+
+
+async def run(check: SiteCheck, vantage: Vantage):
+    results = await measure(check, vantage, agent="t")
+    return results, results[-1]
+
+
+async def test_a_reachable_site_is_ok_in_one_attempt(unbound, site_context, pki, serve):
+    ca, context = site_context
+    server = await serve(HttpServer(ssl_context=context))
+    results, summary = await run(site_check(unbound, server.port), vantage_for(pki, ca))
+    assert summary.kind == "site" and summary.facts["role"] == "summary"
+    assert summary.verdict is not None and summary.verdict.name.value == "ok", summary.verdict
+    assert summary.facts["attempts"] == 1
+    assert summary.facts["proven_ips"] == ["127.0.0.1"] and summary.facts["fetched"]
+    roles = [r.facts["role"] for r in results]
+    assert roles == ["resolver"] * 3 + ["handshake", "fetch", "summary"]
+    assert len({r.facts["round_id"] for r in results}) == 1
+    [handshake] = [r for r in results if r.facts["role"] == "handshake"]
+    assert {o["label"] for o in handshake.facts["sni_experiment"]} == {"target", "control", "none"}
+
+
+async def test_target_sni_reset_while_control_completes_is_sni_blocking(unbound, site_context, pki, serve):
+    ca, context = site_context
+    backend = await serve(HttpServer(ssl_context=context))
+    censor = await serve(SniFilter(backend.port, {SITE}))
+    _, summary = await run(site_check(unbound, censor.port), vantage_for(pki, ca))
+    assert summary.verdict is not None and summary.verdict.name.value == "sni_blocking", summary.verdict
+    assert summary.facts["subtype"] == "rst"
+    assert summary.facts["attempts"] == 2
+    assert any("tls: 127.0.0.1" in line for line in summary.verdict.evidence)
+    assert not summary.ok
+
+
+async def test_the_round_keeps_to_its_deadline_when_everything_is_silent(unbound, site_context, pki, serve):
+    ca, _ = site_context
+    from tests.servers.tcp import TcpServer, silent
+
+    quiet = await serve(TcpServer(silent))
+    _, summary = await run(site_check(unbound, quiet.port, timeout=3), vantage_for(pki, ca))
+    # Had the round overrun, the runner's guard would have cut it to a bare timeout result.
+    assert summary.facts.get("role") == "summary", summary.failure
+    assert summary.verdict is not None and summary.verdict.name.value != "ok"
