@@ -40,11 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon: scheduler, store writer, /metrics", description="Run the monitoring daemon until SIGTERM. SIGHUP or POST /-/reload re-reads the config.")
     run.add_argument("-c", "--config", required=True, help="config file (YAML)")
 
-    probe = sub.add_parser("probe", help="run checks once and print their results", description="Run every configured (check, vantage) once and print the results.")
+    probe = sub.add_parser("probe", help="run checks once and print their results", description="Run every configured (check, vantage) once and print the results. Like the daemon, it judges each run with the other vantages' latest results in the store and writes results and verdict episodes there (spooling them if the store is down), unless --no-store.")
     probe.add_argument("-c", "--config", required=True, help="config file (YAML)")
     probe.add_argument("--once", action="store_true", required=True, help="run once and exit (the only mode for now)")
     probe.add_argument("--check", action="append", metavar="NAME", help="only this check (repeatable)")
     probe.add_argument("--json", action="store_true", help="print one JSON object per result (DESIGN §3.2) instead of a table")
+    probe.add_argument("--no-store", action="store_true", help="only print: no cross-vantage verdicts, nothing written to the store")
 
     cc = sub.add_parser("check-config", help="validate a config file", description="Validate a config file; print every problem as FILE:LINE: key: message.")
     cc.add_argument("config", help="config file (YAML)")
@@ -104,9 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-async def _measure_once(cfg: Config, checks: list[Check]) -> list[tuple[Check, list[ProbeResult]]]:
-    """Every (check, vantage) once, concurrently within the configured cap, in config order:
-    each run's check and results."""
+async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> list[ProbeResult]:
+    """Every (check, vantage) once, concurrently within the configured cap, in config order.
+
+    With `store`, as the daemon does: each run judged with the other vantages and its episode
+    stepped (monitor/judgement.py), its results written through the same writer and spool."""
+    from monitor.daemon import try_prepare_store, writer_for
+    from monitor.judgement import Judge
     from monitor.probes import measure
     from monitor.vantage import vantages_from_config
 
@@ -117,26 +122,21 @@ async def _measure_once(cfg: Config, checks: list[Check]) -> list[tuple[Check, l
         async with cap:
             return check, await measure(check, vantages[vantage], agent=cfg.agent)
 
-    return list(await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages)))
-
-
-def _store_runs(cfg: Config, runs: list[tuple[Check, list[ProbeResult]]]) -> None:
-    """As the daemon does: each run judged with the other vantages and its episode stepped
-    (monitor/judgement.py), then its results saved."""
-    from sqlalchemy.orm import Session
-
-    from monitor.judgement import Judge
-    from monitor.store import save_results, upgrade
-
-    upgrade(cfg.storage.url)
-    judge = Judge(cfg.storage.url, cfg.analysis, cfg.agent)
-    try:
-        for check, results in runs:
-            judge.conclude(check, results)
-            with Session(judge.engine) as session, session.begin():
-                save_results(session, results)
-    finally:
-        judge.close()
+    runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
+    if store:
+        await try_prepare_store(cfg.storage.url)
+        judge, writer = Judge(cfg.storage.url, cfg.analysis, cfg.agent), writer_for(cfg)
+        writing = asyncio.create_task(writer.run())
+        try:
+            for check, results in runs:
+                await asyncio.to_thread(judge.conclude, check, results)
+                for result in results:
+                    writer.submit(result)
+        finally:
+            judge.close()
+            await writer.close()
+            await writing
+    return [r for _, results in runs for r in results]
 
 
 def _probe(cfg: Config, args: argparse.Namespace) -> int:
@@ -146,12 +146,7 @@ def _probe(cfg: Config, args: argparse.Namespace) -> int:
         print(f"unknown check(s): {', '.join(sorted(unknown))} (known: {', '.join(c.name for c in cfg.checks)})", file=sys.stderr)
         return EXIT_USAGE
     checks = [c for c in cfg.checks if not names or c.name in names]
-    runs = asyncio.run(_measure_once(cfg, checks))
-    # A config that names a store is measured as the daemon measures: with the other
-    # vantages' results, into the store. Without one, probe --once only prints.
-    if "storage" in cfg.model_fields_set:
-        _store_runs(cfg, runs)
-    for result in (r for _, results in runs for r in results):
+    for result in asyncio.run(_measure_once(cfg, checks, store=not args.no_store)):
         if args.json:
             print(json.dumps(result.to_json(), separators=(",", ":"), sort_keys=False), flush=True)
         else:

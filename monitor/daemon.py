@@ -1,6 +1,7 @@
 """`monitor run`: wires config, store writer, scheduler, probes and exporter together.
 
-Lifecycle: load config -> upgrade the database -> start writer, HTTP server, scheduler ->
+Lifecycle: load config -> upgrade the database (retried in the background while it is
+unreachable; results spool meanwhile) -> start writer, HTTP server, scheduler ->
 serve until SIGTERM/SIGINT. SIGHUP or POST /-/reload re-reads the config: a bad file keeps
 the running config and sets monitor_config_last_reload_successful to 0. On stop, running
 probes get a grace period, then every queued result is flushed before exit.
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor import netns as network_namespaces
@@ -39,14 +41,7 @@ class Daemon:
         self.config = config
         self.vantages: dict[str, Vantage] = vantages_from_config(config)
         self.state = ExporterState()
-        self.writer = ResultWriter(
-            config.storage.url,
-            queue_size=config.storage.queue_size,
-            batch_size=config.storage.batch_size,
-            flush_interval=config.storage.flush_interval,
-            spool_dir=config.storage.spool_dir or f"spool-{config.agent}",
-            spool_max_results=config.storage.spool_max_results,
-        )
+        self.writer = writer_for(config)
         registry = CollectorRegistry()
         registry.register(
             MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
@@ -66,6 +61,10 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
+        prepare_task = None
+        if not await try_prepare_store(self.config.storage.url):
+            # Start measuring anyway: the writer spools to disk until the store is back.
+            prepare_task = asyncio.create_task(self._prepare_store_until_ready(), name="prepare-store")
         writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
         prune_engine = make_engine(self.config.storage.url)
         prune_task = asyncio.create_task(prune_forever(prune_engine, self.config.storage.retention_raw), name="retention")
@@ -80,8 +79,10 @@ class Daemon:
         grace = min(30.0, max((c.timeout for c in self.config.checks), default=1.0) + 1.0)
         await self.scheduler.shutdown(grace)
         await self.server.stop()
-        prune_task.cancel()
-        await asyncio.gather(prune_task, return_exceptions=True)
+        for task in (prune_task, prepare_task):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (prune_task, prepare_task) if t is not None), return_exceptions=True)
         prune_engine.dispose()
         self.judge.close()
         await self.writer.close()
@@ -126,16 +127,38 @@ class Daemon:
                 f"{result.failure.cls}@{result.failure.operation}" if result.failure else "-",
             )
 
+    async def _prepare_store_until_ready(self) -> None:
+        while not await try_prepare_store(self.config.storage.url):
+            await asyncio.sleep(STORE_RETRY_S)
+        log.info("store ready: schema upgraded, spooled results will be replayed")
+
     def _record_lag(self, check: str, vantage: str, seconds: float) -> None:
         self.state.scheduler_lag[(check, vantage)] = seconds
+
+
+# How often an agent that started while its store was unreachable tries it again.
+STORE_RETRY_S = 10.0
+
+
+def writer_for(config: Config) -> ResultWriter:
+    """The store writer as every measuring command uses it: batches, and a disk spool per
+    agent so that a store outage loses nothing."""
+    return ResultWriter(
+        config.storage.url,
+        queue_size=config.storage.queue_size,
+        batch_size=config.storage.batch_size,
+        flush_interval=config.storage.flush_interval,
+        spool_dir=config.storage.spool_dir or f"spool-{config.agent}",
+        spool_max_results=config.storage.spool_max_results,
+    )
 
 
 def prepare_store(url: str) -> None:
     """Migrate the store, then seed the goproxy probes with the checksum-database trees
     verified earlier, so a fork against anything this agent ever saw is detected.
 
-    Seeding happens at start only: adopting another agent's larger tree later would skip
-    proving it consistent with ours."""
+    Seeding happens once, when the store is first reached: adopting another agent's larger
+    tree later would skip proving it consistent with ours."""
     upgrade(url)
     engine = make_engine(url)
     try:
@@ -146,6 +169,15 @@ def prepare_store(url: str) -> None:
         engine.dispose()
 
 
+async def try_prepare_store(url: str) -> bool:
+    """prepare_store, with an unreachable store logged rather than fatal."""
+    try:
+        await asyncio.to_thread(prepare_store, url)
+        return True
+    except SQLAlchemyError as e:
+        log.warning("store unreachable, results go to the spool until it is back: %s", getattr(e, "orig", None) or e)
+        return False
+
+
 async def run_daemon(config_path: str | Path, config: Config) -> int:
-    await asyncio.to_thread(prepare_store, config.storage.url)
     return await Daemon(config_path, config).run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -279,3 +280,50 @@ def test_agents_starting_together_migrate_one_fresh_database(postgres_url: str, 
     ]
     outcomes = [(p.wait(60), p.stderr.read()) for p in upgrades]
     assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+
+
+def test_an_agent_started_while_its_store_is_missing_measures_and_catches_up(tmp_path: Path) -> None:
+    """The database does not exist yet at start (a real OperationalError, no outage needed):
+    the agent serves and spools, then migrates and replays once the database appears."""
+    require(postgres_unavailable() is None, postgres_unavailable() or "")
+    name = fresh_postgres_database_name()
+    with socket.socket() as target:
+        target.bind(("127.0.0.1", 0))
+        target.listen(64)
+        config = (
+            "agent: late\n"
+            f'storage: {{url: "postgresql+psycopg://postgres@127.0.0.1:5432/{name}", flush_interval: 200ms}}\n'
+            'exporter: {listen: "127.0.0.1:{port}"}\n'
+            "defaults: {interval: 1s, timeout: 500ms}\n"
+            f"checks:\n  - {{name: up, kind: tcp, target: '127.0.0.1:{target.getsockname()[1]}'}}\n"
+        )
+        d = start_daemon(config, tmp_path)
+        try:
+            d.wait_for_metric('probe_success{check="up"')
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not (value(d.metrics(), "monitor_store_spooled_results") or 0) > 0:
+                time.sleep(0.2)
+            assert value(d.metrics(), "monitor_store_spooled_results") > 0, d.log()  # results wait on disk
+            assert "store unreachable" in d.log()
+            create_postgres_database(name)
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and "store ready" not in d.log():
+                time.sleep(0.5)
+            assert "store ready" in d.log(), d.log()
+            # The writer retries on its own backoff (at most 10 s apart) and drains the spool.
+            while time.monotonic() < deadline and value(d.metrics(), "monitor_store_spooled_results") != 0:
+                time.sleep(0.5)
+            assert value(d.metrics(), "monitor_store_spooled_results") == 0, d.log()
+        finally:
+            assert d.stop() == 0, d.log()
+    try:
+        measured = set(re.findall(r"result id=([0-9a-f]{32}) ", d.log()))
+        engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+        try:
+            with engine.connect() as conn:
+                rows = [r[0] for r in conn.execute(text("SELECT id FROM results"))]
+        finally:
+            engine.dispose()
+        assert measured and sorted(rows) == sorted(measured), d.log()
+    finally:
+        drop_postgres_database(name)

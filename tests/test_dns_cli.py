@@ -37,7 +37,7 @@ def probe_once(tmp_path: Path, resolvers: list[str]) -> list[dict]:
     )
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "probe", "-c", str(config), "--once", "--json"],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True, text=True, timeout=30, check=False, cwd=tmp_path,  # its store and spool land there
     )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]

@@ -132,7 +132,7 @@ def test_without_cap_sys_admin_the_vantage_fails_as_network_unreachable(lab: Lab
     # Root without any capability: setns(2) is refused.
     done = subprocess.run(
         ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-m", "monitor", "probe", "-c", str(config), "--once", "--json"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     failures = {r["check"]: r["failure"] for r in map(json.loads, done.stdout.splitlines())}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -66,3 +67,22 @@ def test_size_beyond_32_bits_and_time_round_trip(engine):
     with Session(engine) as session:
         row = session.get(SumdbTreeRow, "big.example")
         assert (row.size, row.verified_at) == ((1 << 40) + 1, at)
+
+
+async def test_the_writer_persists_a_tree_a_goproxy_result_verified(db_url: str) -> None:
+    from monitor.model import ProbeResult, utcnow
+    from monitor.store import ResultWriter
+
+    upgrade(db_url)
+    writer = ResultWriter(db_url, flush_interval=0.05)
+    task = asyncio.create_task(writer.run())
+    tree = {"name": "sum.example", "size": 42, "hash": "A" * 43 + "="}
+    writer.submit(ProbeResult(check="g", kind="goproxy", vantage="local", target="m@v1.0.0 via p", started_at=utcnow(), ok=True, duration_s=0.1, facts={"sumdb_tree": tree}))
+    await writer.close()
+    await task
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            assert get_sumdb_tree(session, "sum.example") == (42, "A" * 43 + "=")
+    finally:
+        engine.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from monitor.analysis.episodes import Episode
 from monitor.model import ProbeResult, VerdictName
 from monitor.store.models import EpisodeRow, ResultRow
-from monitor.store.repository import _from_row
+from monitor.store.repository import result_from_row
 
 
 def current_episode(session: Session, check: str, vantage: str, agent: str) -> Episode | None:
@@ -72,7 +72,7 @@ def latest_summaries(session: Session, check: str, kind: str, since: datetime) -
         .subquery()
     )
     stmt = select(ResultRow).join(ranked, ranked.c.id == ResultRow.id).where(ranked.c.rank == 1).order_by(ResultRow.vantage, ResultRow.agent)
-    return [_from_row(row) for row in session.scalars(stmt)]
+    return [result_from_row(row) for row in session.scalars(stmt)]
 
 
 def _episode(row: EpisodeRow) -> Episode:

@@ -36,7 +36,7 @@ def _to_row(r: ProbeResult) -> dict[str, Any]:
     }
 
 
-def _from_row(row: ResultRow) -> ProbeResult:
+def result_from_row(row: ResultRow) -> ProbeResult:
     failure = None
     if row.failure_class is not None:
         failure = Failure(
@@ -89,7 +89,7 @@ def results_between(
         )
         .order_by(ResultRow.started_at, ResultRow.id)
     )
-    return [_from_row(row) for row in session.scalars(stmt)]
+    return [result_from_row(row) for row in session.scalars(stmt)]
 
 
 def latest_per_check_vantage(session: Session, check: str, *, max_age: timedelta | None = None) -> list[ProbeResult]:
@@ -120,7 +120,7 @@ def latest_per_check_vantage(session: Session, check: str, *, max_age: timedelta
         .where(ranked.c.rank == 1)
         .order_by(ResultRow.vantage, ResultRow.agent)
     )
-    return [_from_row(row) for row in session.scalars(stmt)]
+    return [result_from_row(row) for row in session.scalars(stmt)]
 
 
 def prune_older_than(session: Session, cutoff: datetime) -> int:

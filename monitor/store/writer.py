@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from monitor.model import ProbeResult
 from monitor.store.engine import make_engine
 from monitor.store.repository import save_results
+from monitor.store.sumdb import save_sumdb_tree
 from monitor.store.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -350,4 +351,12 @@ class ResultWriter:
 
     def _store_together(self, batch: list[ProbeResult]) -> int:
         with Session(self._engine) as session, session.begin():
-            return save_results(session, batch)
+            written = save_results(session, batch)
+            # A goproxy probe that verified a larger checksum-database tree says so in its
+            # facts; keeping it in the same transaction as the result means a replay from the
+            # spool stores it too, and saving it twice is harmless (only a larger tree wins).
+            for result in batch:
+                tree = result.facts.get("sumdb_tree")
+                if isinstance(tree, dict):
+                    save_sumdb_tree(session, tree["name"], tree["size"], tree["hash"])
+            return written

@@ -1,0 +1,58 @@
+"""`monitor probe --once`: results printed and, like the daemon, stored (or spooled)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CONFIG = """
+agent: once
+storage: {{url: "sqlite:///{db}"}}
+checks:
+  - {{name: up, kind: tcp, target: "127.0.0.1:{port}", timeout: 1s}}
+"""
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield s.getsockname()[1]
+
+
+def _probe(config: Path, cwd: Path, *extra: str) -> list[dict]:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "probe", "-c", str(config), "--once", "--json", *extra],
+        capture_output=True, text=True, timeout=60, cwd=cwd,
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_probe_once_prints_and_stores_each_result(tmp_path: Path, listener: int) -> None:
+    db = tmp_path / "m.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG.format(db=db, port=listener))
+    [first] = _probe(config, tmp_path)
+    [second] = _probe(config, tmp_path)
+    assert first["ok"] and first["agent"] == "once" and first["target"] == f"127.0.0.1:{listener}"
+    with sqlite3.connect(db) as conn:
+        stored = {row[0] for row in conn.execute("SELECT id FROM results WHERE agent = 'once' AND ok")}
+    assert stored == {first["id"], second["id"]}
+
+
+def test_no_store_only_prints(tmp_path: Path, listener: int) -> None:
+    db = tmp_path / "m.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG.format(db=db, port=listener))
+    [result] = _probe(config, tmp_path, "--no-store")
+    assert result["ok"]
+    assert not db.exists()
