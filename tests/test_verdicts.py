@@ -317,7 +317,8 @@ def test_module_checksum_mismatch_is_module_tampered():
 
 def test_module_zip_reset_mid_transfer_is_rst_injection_when_elsewhere_fine():
     reset = _module(Failure(F.CONNECTION_RESET, O.READ, "zip"))
-    assert judge_module(reset, [_module(None, "clean")]).name is V.RST_INJECTION
+    verdict = judge_module(reset, [_module(None, "clean")])
+    assert verdict.name is V.RST_INJECTION and verdict.evidence[0] == "reset mid-transfer"
     assert judge_module(reset, [_module(Failure(F.CONNECTION_RESET, O.READ, ""), "clean")]).name is V.SERVER_DOWN
     assert judge_module(_module(Failure(F.GENERIC_TIMEOUT_ERROR, O.CONNECT, "")), []).name is V.INCONCLUSIVE
     assert judge_module(_module(Failure(F.PROXY_ERROR, O.PROXY_CONNECT, "")), []).name is V.PROXY_FAILURE

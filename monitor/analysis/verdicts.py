@@ -436,7 +436,9 @@ def judge_module(result: ProbeResult, peers: Sequence[ProbeResult]) -> Verdict:
     fine = [p.vantage for p in peers if p.ok]
     mid_transfer = failure.operation in (Operation.READ, Operation.HTTP_ROUND_TRIP, Operation.TLS_HANDSHAKE)
     if failure.cls is F.CONNECTION_RESET and mid_transfer and (fine or not peers):
-        return Verdict(V.RST_INJECTION, C.HIGH if fine else C.MEDIUM, (what, *([f"{', '.join(fine)} fetched it"] if fine else [])))
+        # Which subtype of reset, said in the evidence (a Verdict has no subtype field).
+        when = "reset during the TLS handshake" if failure.operation is Operation.TLS_HANDSHAKE else "reset mid-transfer"
+        return Verdict(V.RST_INJECTION, C.HIGH if fine else C.MEDIUM, (when, what, *([f"{', '.join(fine)} fetched it"] if fine else [])))
     if peers and not fine:
         return Verdict(V.SERVER_DOWN, C.HIGH, (what, f"{', '.join(p.vantage for p in peers)} failed too"))
     if fine:

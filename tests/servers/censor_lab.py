@@ -9,7 +9,10 @@ The target holds, on its loopback: unbound (plain DNS on 53, DoT on 853, DoH on 
 .60 answering the lab's names; a CDN-like resolver at .61 answering one address of a pool
 at random; a lying resolver at .62; HTTPS servers for the lab's names at .65, .66, .67
 (certificates from the lab CA, which the vantages trust); an intercepting server at .71
-(certificates from a CA nobody trusts). Each vantage's system resolver is unbound
+(certificates from a CA nobody trusts); a Go module proxy (proxy.lab) at .68, its checksum
+database (sum.lab) at .69 and a tampering module proxy at .72, which serves the same
+module@version with one file changed under proxy.lab's genuine certificate (what a censor
+DNATs the proxy's address to). Each vantage's system resolver is unbound
 (/etc/netns/NAME/resolv.conf). A vantage measures with `ip netns exec NAME python -m
 monitor probe --once --json`, both writing to one SQLite store, so the censored vantage's
 verdicts can consult the clean one's results.
@@ -41,6 +44,7 @@ from tests.servers.dns_unbound import UNBOUND
 REPO = Path(__file__).resolve().parents[2]
 _LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 _WAIT = 10  # s: the longest any lab command or start-up may take
+MODULE_PATH, MODULE_VERSION = "proxy.lab/hello", "v1.0.0"
 
 
 def lab_unavailable() -> str | None:
@@ -54,6 +58,18 @@ def lab_unavailable() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class LabModule:
+    """The Go module the lab's proxies serve, as tests/servers/lab_services.py made it."""
+
+    path: str
+    version: str
+    vkey: str  # the checksum database's verifier key
+    h1: str  # the go.sum hash of the published zip
+    tampered_h1: str  # of the zip the tampering proxy serves
+    zip_bytes: int  # the published zip's size
+
+
 @dataclass
 class Lab:
     tag: str
@@ -62,6 +78,7 @@ class Lab:
     store: str  # the SQLite URL both vantages write to
     ca_path: Path
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    module: LabModule | None = None  # set once the services run
 
     # Namespaces and interfaces
     @property
@@ -106,8 +123,21 @@ class Lab:
         return [self.ip(65), self.ip(66), self.ip(67)]
 
     @property
+    def module_proxy(self) -> str:
+        return self.ip(68)
+
+    @property
+    def sumdb(self) -> str:
+        return self.ip(69)
+
+    @property
     def interceptor(self) -> str:
         return self.ip(71)
+
+    @property
+    def tamperer(self) -> str:
+        """The tampering module proxy."""
+        return self.ip(72)
 
     @property
     def nowhere(self) -> str:
@@ -163,11 +193,13 @@ class Lab:
             for table in ("filter", "nat"):
                 self.run(self.censor, "iptables", "-t", table, "-F", check=False)
 
-    def probe(self, vantage: str, config: Path) -> list[dict]:
+    def probe(self, vantage: str, config: Path, *checks: str) -> list[dict]:
+        """The results of `monitor probe --once` from `vantage`: of `checks` only, if given."""
         netns = self.clean if vantage == "clean" else self.censored
+        only = [arg for name in checks for arg in ("--check", name)]
         done = subprocess.run(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "monitor", "--log-level", "warning", "probe", "--once", "--json", "-c", str(config)],
-            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "monitor", "--log-level", "warning", "probe", "--once", "--json", "-c", str(config), *only],
+            cwd=config.parent, capture_output=True, text=True, timeout=60, check=False,  # its spool lands there
         )
         if done.returncode != 0:
             raise RuntimeError(f"probe from {vantage} failed ({done.returncode}): {done.stderr}")
@@ -197,6 +229,8 @@ def _unbound_config(lab: Lab, leaf_cert: Path, leaf_key: Path) -> str:
         *(f"cdn.lab. 30 IN A {ip}" for ip in lab.sites),
         f"dot.lab. 30 IN A {lab.resolver}",
         f"doh.lab. 30 IN A {lab.resolver}",
+        f"proxy.lab. 30 IN A {lab.module_proxy}",
+        f"sum.lab. 30 IN A {lab.sumdb}",
     ]
     return "\n".join([
         "server:",
@@ -226,7 +260,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
         _veth(lab, lab.censored, 1, lab.censor, 2, f"lv{tag}", lab.censor_inside)
         _veth(lab, lab.censor, 5, lab.target, 6, f"lo{tag}", f"lt{tag}")
         _veth(lab, lab.clean, 9, lab.target, 10, f"lk{tag}", f"lu{tag}")
-        services = [60, 61, 62, 65, 66, 67, 71]
+        services = [60, 61, 62, 65, 66, 67, 68, 69, 71, 72]
         for host in services:
             _sh("ip", "netns", "exec", lab.target, "ip", "addr", "add", f"{lab.ip(host)}/32", "dev", "lo")
         _sh("ip", "netns", "exec", lab.censored, "ip", "route", "add", "default", "via", lab.ip(2))
@@ -242,6 +276,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
 
         dns_leaf = ca.issue("dot.lab", "doh.lab", lab.resolver, stem="lab-dns")
         site_leaf = ca.issue("site.lab", "cdn.lab", "control.lab", stem="lab-sites")
+        modules_leaf = ca.issue("proxy.lab", "sum.lab", stem="lab-modules")
         evil = TestCA(directory, name="interceptor CA").issue("site.lab", "cdn.lab", "control.lab", stem="lab-interceptor")
         conf = directory / "unbound.conf"
         conf.write_text(_unbound_config(lab, dns_leaf.cert, dns_leaf.key))
@@ -250,6 +285,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
         unbound = subprocess.Popen(["ip", "netns", "exec", lab.target, str(UNBOUND), "-d", "-c", str(conf)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         daemons.append(unbound)
+        modules_tls = {"cert": str(modules_leaf.cert), "key": str(modules_leaf.key)}
         spec = {
             "https": [{"host": ip, "port": 443, "cert": str(site_leaf.cert), "key": str(site_leaf.key)} for ip in lab.sites]
             + [{"host": lab.interceptor, "port": 443, "cert": str(evil.cert), "key": str(evil.key)}],
@@ -257,9 +293,15 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
                 {"host": lab.rotator, "port": 53, "mode": "rotate", "records": {"cdn.lab.": lab.sites, "site.lab.": lab.sites[:1]}},
                 {"host": lab.liar, "port": 53, "mode": "lie", "lie": lab.nowhere},
             ],
+            "goproxy": {
+                "module": MODULE_PATH, "version": MODULE_VERSION, "facts": str(directory / "module.json"),
+                "sumdb": {"name": "sum.lab", "host": lab.sumdb, "port": 443, **modules_tls},
+                "proxies": [{"host": ip, "port": 443, "tampered": ip == lab.tamperer, **modules_tls} for ip in (lab.module_proxy, lab.tamperer)],
+            },
         }
         (directory / "services.json").write_text(json.dumps(spec))
         lab.start(lab.target, sys.executable, "-m", "tests.servers.lab_services", str(directory / "services.json"))
+        lab.module = LabModule(MODULE_PATH, MODULE_VERSION, **json.loads((directory / "module.json").read_text()))
         _wait_for_unbound(lab, unbound)
         yield lab
     finally:

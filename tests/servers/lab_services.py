@@ -2,12 +2,19 @@
 HTTPS servers (tests/servers/http.py) on given addresses, each with its certificate, and
 small UDP DNS responders — `rotate` answers one address of a name's pool at random per
 query (a CDN-like resolver), `lie` answers one fixed address for every name (the lying
-resolver a DNS hijack redirects to).
+resolver a DNS hijack redirects to); and, optionally, one Go module served by module
+proxies (tests/servers/goproxy.py over TLS) — honest ones and tampering ones, which serve
+the same module@version with one file changed — with its record in a checksum database
+(tests/servers/goproxy_sumdb.py, its signing key made here).
 
     python -m tests.servers.lab_services SPEC.json
 
-SPEC: {"https": [{"host", "port", "cert", "key"}], "dns": [{"host", "port", "mode", "records"|"lie"}]}.
-Prints "ready" once every socket listens; stops when its stdin closes.
+SPEC: {"https": [{"host", "port", "cert", "key"}], "dns": [{"host", "port", "mode", "records"|"lie"}],
+       "goproxy": {"module", "version", "facts": PATH, "sumdb": {"name", "host", "port", "cert", "key"},
+                   "proxies": [{"host", "port", "cert", "key", "tampered": bool}]}}.
+Writes the module's facts to PATH (the database's verifier key, the honest and the tampered
+zip's go.sum hashes, the zip's size), then prints "ready" once every socket listens; stops
+when its stdin closes.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import random
 import ssl
 import sys
+from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -24,7 +32,14 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
+from tests.servers.goproxy import GoproxyServer, Module
+from tests.servers.goproxy_sumdb import SigningKey, TestLog
 from tests.servers.http import HttpServer
+from tests.servers.tcp import TcpServer
+
+# Random, so the zip does not compress: large enough on the wire for a censor to cut it
+# mid-transfer well after the TLS handshake and the small .info and .mod answers.
+PAYLOAD_BYTES = 512 << 10
 
 
 class _Responder(asyncio.DatagramProtocol):
@@ -54,12 +69,9 @@ class _Responder(asyncio.DatagramProtocol):
 
 
 async def _main(spec: dict[str, Any]) -> None:
-    servers = []
-    for s in spec.get("https", []):
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(s["cert"], s["key"])
-        context.set_alpn_protocols(["http/1.1"])
-        servers.append(await _listen(HttpServer(host=s["host"], ssl_context=context), s["host"], s["port"], context))
+    servers = [await _listen(HttpServer(host=s["host"]), s) for s in spec.get("https", [])]
+    if "goproxy" in spec:
+        servers += await _module_services(spec["goproxy"])
     loop = asyncio.get_running_loop()
     endpoints = [
         (await loop.create_datagram_endpoint(lambda d=d: _Responder(d), local_addr=(d["host"], d["port"])))[0]
@@ -75,9 +87,32 @@ async def _main(spec: dict[str, Any]) -> None:
             server.close()
 
 
-async def _listen(http: HttpServer, host: str, port: int, context: ssl.SSLContext) -> asyncio.Server:
-    """An HttpServer's handler on a fixed address and port (the lab's addresses are fixed)."""
-    return await asyncio.start_server(http._serve, host, port, ssl=context)
+async def _module_services(spec: dict[str, Any]) -> list[asyncio.Server]:
+    honest = Module(spec["module"], spec["version"], {"hello.go": b"package hello\n", "payload.bin": random.randbytes(PAYLOAD_BYTES)})
+    tampered = Module(honest.path, honest.version, {**honest.files, "hello.go": b"package hello\n\nfunc init() { beacon() }\n"})
+    db = spec["sumdb"]
+    log = TestLog(SigningKey(db["name"]))
+    log.fill(20)  # other modules' records around this one
+    log.add_module(honest.path, honest.version, honest.zip_h1, honest.gomod_h1)
+    log.fill(5)
+    database = GoproxyServer(host=db["host"])
+    database.log = log  # at its root, as sum.golang.org
+    servers = [await _listen(database, db)]
+    for p in spec["proxies"]:
+        proxy = GoproxyServer(host=p["host"])
+        proxy.serve_module(tampered if p["tampered"] else honest)
+        servers.append(await _listen(proxy, p))
+    facts = {"vkey": log.key.vkey, "h1": honest.zip_h1, "tampered_h1": tampered.zip_h1, "zip_bytes": len(honest.zip_bytes())}
+    await asyncio.to_thread(Path(spec["facts"]).write_text, json.dumps(facts), encoding="utf-8")
+    return servers
+
+
+async def _listen(server: TcpServer, s: dict[str, Any]) -> asyncio.Server:
+    """A server's handler over TLS on a fixed address and port (the lab's addresses are fixed)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(s["cert"], s["key"])
+    context.set_alpn_protocols(["http/1.1"])
+    return await asyncio.start_server(server._serve, s["host"], s["port"], ssl=context)
 
 
 if __name__ == "__main__":
