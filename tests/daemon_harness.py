@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -109,3 +111,21 @@ def start_daemon(config_text: str, tmp_path: Path, *, port: int | None = None, l
         time.sleep(0.1)
     daemon.stop()
     raise AssertionError(f"daemon did not serve /healthz in 20s:\n{daemon.log()}")
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Every sample of metric `name` in an exposition, keyed by its sorted labels."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name:
+                out[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    """The first sample of `name` whose labels include `labels`, or None."""
+    for key, v in samples(text, name).items():
+        if all(dict(key).get(k) == want for k, want in labels.items()):
+            return v
+    return None

@@ -34,24 +34,13 @@ from tests.conftest import (
 )
 from tests.daemon_harness import DaemonProcess, start_daemon
 from tests.servers.vantage_lab import Lab, lab_unavailable
-from tests.test_daemon import closed_port, listener, value  # noqa: F401 (fixtures)
+from tests.daemon_harness import value
+from tests.servers.tcp import closed_port
 
 pytestmark = pytest.mark.postgres
 
 # How long the outage test keeps PostgreSQL stopped.
 OUTAGE_S = 30
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    reason = postgres_unavailable()
-    require(reason is None, reason or "")
-    name = fresh_postgres_database_name()
-    url = create_postgres_database(name)
-    try:
-        yield url
-    finally:
-        drop_postgres_database(name)
 
 
 @pytest.fixture
@@ -228,12 +217,12 @@ def wait_until(condition: Callable[[], bool], what: str, within: float) -> None:
 
 
 @pytest.mark.slow
-def test_a_store_outage_loses_nothing(outage_database, listener: int, closed_port: int, tmp_path: Path) -> None:  # noqa: F811
+def test_a_store_outage_loses_nothing(outage_database, listener: int, tmp_path: Path) -> None:
     url, postgres = outage_database
     upgrade(url)
     checks = (
         f'  - {{name: up, kind: tcp, target: "127.0.0.1:{listener}"}}\n'
-        f'  - {{name: down, kind: tcp, target: "127.0.0.1:{closed_port}"}}'
+        f'  - {{name: down, kind: tcp, target: "127.0.0.1:{closed_port()}"}}'
     )
     configs = {n: agent_config(n, url, "{name: local}", "local", checks, tmp_path / f"spool-{n}") for n in ("agent-1", "agent-2")}
     agents = start_agents(configs, tmp_path)

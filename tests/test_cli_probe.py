@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 CONFIG = """
 agent: once
@@ -18,14 +15,6 @@ storage: {{url: "sqlite:///{db}"}}
 checks:
   - {{name: up, kind: tcp, target: "127.0.0.1:{port}", timeout: 1s}}
 """
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(16)
-        yield s.getsockname()[1]
 
 
 def _probe(config: Path, cwd: Path, *extra: str) -> list[dict]:

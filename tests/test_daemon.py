@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon_harness import start_daemon
+from tests.daemon_harness import start_daemon, value
+from tests.servers.tcp import closed_port
 
 CONFIG = """
 agent: test-agent
@@ -26,41 +23,9 @@ checks:
 """
 
 
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A TCP port that accepts (the kernel completes handshakes from the backlog)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(128)
-        yield s.getsockname()[1]
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name:
-                out[tuple(sorted(s.labels.items()))] = s.value
-    return out
-
-
-def value(text: str, name: str, **labels: str) -> float | None:
-    for key, v in samples(text, name).items():
-        if all(dict(key).get(k) == want for k, want in labels.items()):
-            return v
-    return None
-
-
-def test_daemon_scrape_reload_and_graceful_stop(tmp_path: Path, listener: int, closed_port: int) -> None:
+def test_daemon_scrape_reload_and_graceful_stop(tmp_path: Path, listener: int) -> None:
     db = tmp_path / "m.db"
-    config = CONFIG.format(db=db, up=listener, down=closed_port)
+    config = CONFIG.format(db=db, up=listener, down=closed_port())
     d = start_daemon(config, tmp_path)
     config = d.config_path.read_text()  # as written, with the exporter port filled in
     try:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import require
 from tests.daemon_harness import free_port, start_daemon
@@ -25,14 +22,6 @@ defaults: {{interval: 1s, timeout: 500ms}}
 checks:
   - {{name: up, kind: tcp, target: "127.0.0.1:{up}"}}
 """
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(128)
-        yield s.getsockname()[1]
 
 
 def _query(port: int, promql: str) -> list[dict]:

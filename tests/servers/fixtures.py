@@ -1,9 +1,10 @@
-"""pytest fixtures over the loopback servers (pki, vantage, serve), loaded for every test
+"""pytest fixtures over the loopback servers (pki, vantage, serve, listener), loaded for every test
 module through `pytest_plugins` in tests/conftest.py."""
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Awaitable, Callable
+import socket
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
@@ -37,3 +38,12 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for server in started:
         await server.stop()
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts (the kernel completes handshakes from the backlog)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(128)
+        yield s.getsockname()[1]
