@@ -113,6 +113,7 @@ async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> lis
     from monitor.daemon import try_prepare_store, writer_for
     from monitor.judgement import Judge
     from monitor.probes import measure
+    from monitor.store.spool import SpoolInUse
     from monitor.vantage import vantages_from_config
 
     vantages = vantages_from_config(cfg)
@@ -125,7 +126,12 @@ async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> lis
     runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
     if store:
         await try_prepare_store(cfg.storage.url)
-        judge, writer = Judge(cfg.storage.url, cfg.analysis, cfg.agent), writer_for(cfg)
+        try:
+            writer = writer_for(cfg)
+        except SpoolInUse as e:  # the daemon of this agent runs here: don't fail, write directly
+            log.warning("%s; writing without a spool", e)
+            writer = writer_for(cfg, spool=False)
+        judge = Judge(cfg.storage.url, cfg.analysis, cfg.agent)
         writing = asyncio.create_task(writer.run())
         try:
             for check, results in runs:

@@ -140,15 +140,16 @@ class Daemon:
 STORE_RETRY_S = 10.0
 
 
-def writer_for(config: Config) -> ResultWriter:
+def writer_for(config: Config, *, spool: bool = True) -> ResultWriter:
     """The store writer as every measuring command uses it: batches, and a disk spool per
-    agent so that a store outage loses nothing."""
+    agent so that a store outage loses nothing (raises SpoolInUse if another process of the
+    same agent holds it)."""
     return ResultWriter(
         config.storage.url,
         queue_size=config.storage.queue_size,
         batch_size=config.storage.batch_size,
         flush_interval=config.storage.flush_interval,
-        spool_dir=config.storage.spool_dir or f"spool-{config.agent}",
+        spool_dir=(config.storage.spool_dir or f"spool-{config.agent}") if spool else None,
         spool_max_results=config.storage.spool_max_results,
     )
 

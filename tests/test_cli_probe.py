@@ -45,3 +45,26 @@ def test_no_store_only_prints(tmp_path: Path, listener: int) -> None:
     [result] = _probe(config, tmp_path, "--no-store")
     assert result["ok"]
     assert not db.exists()
+
+
+def test_probe_once_beside_a_running_agent_still_stores(tmp_path: Path, listener: int) -> None:
+    """Same agent, same working directory: the daemon holds the spool; probe --once warns and
+    writes straight to the store instead of failing."""
+    from monitor.store.spool import Spool
+
+    db = tmp_path / "m.db"
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG.format(db=db, port=listener))
+    held = Spool(tmp_path / "spool-once", max_results=10)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor", "probe", "-c", str(config), "--once", "--json"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )
+    finally:
+        held.close()
+    assert done.returncode == 0, done.stderr
+    assert "in use by another process" in done.stderr
+    [result] = [json.loads(line) for line in done.stdout.splitlines()]
+    with sqlite3.connect(db) as conn:
+        assert [row[0] for row in conn.execute("SELECT id FROM results")] == [result["id"]]
