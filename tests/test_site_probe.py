@@ -4,12 +4,15 @@ filter in front of it, the target SNI is reset while the control completes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from monitor.config import SiteCheck
 from monitor.probes import measure
+from monitor.probes._sni import ResidualBlocking
+from monitor.probes.site import run_site_round
 from monitor.vantage import Vantage
 from tests.conftest import require
 from tests.servers.certs import Pki, TestCA
@@ -88,3 +91,19 @@ async def test_the_round_keeps_to_its_deadline_when_everything_is_silent(unbound
     # Had the round overrun, the runner's guard would have cut it to a bare timeout result.
     assert summary.facts.get("role") == "summary", summary.failure
     assert summary.verdict is not None and summary.verdict.name.value != "ok"
+
+
+async def test_a_later_round_within_the_holdoff_sends_no_control_to_a_triggered_address(unbound, site_context, pki, serve):
+    """Residual blocking is remembered across rounds: a real censor keeps blocking the
+    (address, port) for minutes after a trigger, so the next round must not mistake that for
+    the control failing too."""
+    ca, context = site_context
+    backend = await serve(HttpServer(ssl_context=context))
+    censor = await serve(SniFilter(backend.port, {SITE}))
+    check, vantage, memory = site_check(unbound, censor.port), vantage_for(pki, ca), ResidualBlocking()
+    await run_site_round(check, vantage, deadline=time.monotonic() + check.timeout, residual=memory)
+    later = await run_site_round(check, vantage, deadline=time.monotonic() + check.timeout, residual=memory)
+    experiments = [o for r in later if r.facts.get("role") == "handshake" for o in r.facts["sni_experiment"]]
+    controls = [o for o in experiments if o["label"] == "control"]
+    assert controls and all(o["skipped"] and o["skipped"]["reason"] == "residual_blocking_holdoff" for o in controls), controls
+    assert later[-1].verdict is not None and later[-1].verdict.name.value != "ip_blocking", later[-1].verdict

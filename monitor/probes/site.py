@@ -14,10 +14,10 @@ functions, given checks derived from this one.
 A first attempt that shows no failure is the round. Otherwise the attempt is repeated up to
 `attempts` times, each given an equal share of the time left, and the verdict is the
 majority's; the repeats also tell a censor (the same failure every time) from a lossy
-path (failures that come and go). Residual blocking: the round keeps its own memory of
-triggers, so after the target SNI triggered on an address the later attempts do not send
-the control there (their control is the first attempt's); across rounds a real censor may
-still block the (address, port) for minutes — the SNI experiment then marks the attempts
+path (failures that come and go). Residual blocking: triggers are remembered process-wide
+(the tls check's memory, keyed by vantage, address and port), so after the target SNI
+triggered on an address, no control is sent there within the hold-off — not by a later
+attempt, a later round, nor a tls check of the same address; those attempts are marked
 `contaminated` and the rules do not count them against SNI blocking.
 
 Results: per attempt, one per resolver (role resolver), one per address (role handshake,
@@ -41,7 +41,7 @@ from monitor.analysis.observations import (
 from monitor.analysis.verdicts import judge_site
 from monitor.config import DnsCheck, HttpCheck, SiteCheck, TlsCheck
 from monitor.model import ProbeResult, VerdictName, utcnow
-from monitor.probes._sni import ResidualBlocking, sni_experiment
+from monitor.probes._sni import RESIDUAL, ResidualBlocking, sni_experiment
 from monitor.probes.dns import run_dns_round
 from monitor.probes.http import probe_http
 from monitor.vantage import Vantage
@@ -52,10 +52,13 @@ async def probe_site(check: SiteCheck, vantage: Vantage, *, deadline: float) -> 
     return (await run_site_round(check, vantage, deadline=deadline))[-1]
 
 
-async def run_site_round(check: SiteCheck, vantage: Vantage, *, deadline: float) -> list[ProbeResult]:
+async def run_site_round(
+    check: SiteCheck, vantage: Vantage, *, deadline: float, residual: ResidualBlocking | None = None
+) -> list[ProbeResult]:
+    """`residual`: where triggers are remembered for the hold-off; the process-wide RESIDUAL by default."""
     round_id = uuid.uuid4().hex
     started_at, clock = utcnow(), time.perf_counter()
-    residual = ResidualBlocking()
+    residual = RESIDUAL if residual is None else residual
     results: list[ProbeResult] = []
     for number in range(1, check.attempts + 1):  # bounded by attempts, and by the deadline below
         share = _share(deadline, check.attempts - number + 1)
