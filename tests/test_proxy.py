@@ -16,7 +16,7 @@ from monitor.vantage import Vantage
 from tests.conftest import require
 from tests.servers import tcp
 from tests.servers.http import HttpServer
-from tests.servers.proxy_debian import DebianProxy, dante, missing, tinyproxy
+from tests.servers.proxy_debian import DebianProxy, missing, tinyproxy
 from tests.servers.proxy_python import HttpProxy, Socks5Proxy
 from tests.servers.tcp import TcpServer, closed_port, server_context
 
@@ -24,26 +24,10 @@ SECRET = ("alice", "s3cret-never-shown")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianProxy]:
-    reason = missing("tinyproxy")
-    require(reason is None, reason or "")
-    with tinyproxy(tmp_path_factory.mktemp("tinyproxy")) as proxy:
-        yield proxy
-
-
-@pytest.fixture(scope="module")
 def tiny_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianProxy]:
     reason = missing("tinyproxy")
     require(reason is None, reason or "")
     with tinyproxy(tmp_path_factory.mktemp("tinyproxy-auth"), credentials=SECRET) as proxy:
-        yield proxy
-
-
-@pytest.fixture(scope="module")
-def socks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianProxy]:
-    reason = missing("danted")
-    require(reason is None, reason or "")
-    with dante(tmp_path_factory.mktemp("dante")) as proxy:
         yield proxy
 
 

@@ -20,7 +20,7 @@ from tests.servers.certs import Pki
 from tests.servers.dns_unbound import UNBOUND, Unbound, run_unbound
 from tests.servers.goproxy import GoproxyServer, Module
 from tests.servers.http import HttpServer
-from tests.servers.proxy_debian import DebianProxy, dante, missing, tinyproxy
+from tests.servers.proxy_debian import DebianProxy
 from tests.servers.proxy_python import HttpProxy
 from tests.servers.ssh_banner import OPENSSH, banner
 from tests.servers.tcp import TcpServer, closed_port, server_context
@@ -28,22 +28,6 @@ from tests.servers.tcp import TcpServer, closed_port, server_context
 COMMON = dict(interval=60, timeout=3, read_timeout=1, vantages=["proxied"])
 NAME = "www.example.test"
 MOD = Module("example.com/hello", "v1.0.0", {"hello.go": b"package hello\n"})
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianProxy]:
-    reason = missing("tinyproxy")
-    require(reason is None, reason or "")
-    with tinyproxy(tmp_path_factory.mktemp("tinyproxy")) as proxy:
-        yield proxy
-
-
-@pytest.fixture(scope="module")
-def socks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianProxy]:
-    reason = missing("danted")
-    require(reason is None, reason or "")
-    with dante(tmp_path_factory.mktemp("dante")) as proxy:
-        yield proxy
 
 
 @pytest.fixture(scope="module")

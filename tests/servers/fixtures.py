@@ -1,4 +1,4 @@
-"""pytest fixtures over the loopback servers (pki, vantage, serve, listener), loaded for every test
+"""pytest fixtures over the loopback servers (pki, vantage, serve, listener, and the Debian proxies tiny and socks), loaded for every test
 module through `pytest_plugins` in tests/conftest.py."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from typing import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 
 from monitor.vantage import Vantage
+from tests.conftest import require
 from tests.servers.certs import Pki, make_pki
+from tests.servers.proxy_debian import DebianProxy, dante, missing, tinyproxy
 from tests.servers.tcp import TcpServer
 
 Serve = Callable[[TcpServer], Awaitable[TcpServer]]
@@ -47,3 +49,21 @@ def listener() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen(128)
         yield s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianProxy]:
+    """tinyproxy (Debian) on loopback, with a throwaway config: an HTTP CONNECT proxy."""
+    reason = missing("tinyproxy")
+    require(reason is None, reason or "")
+    with tinyproxy(tmp_path_factory.mktemp("tinyproxy")) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def socks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianProxy]:
+    """dante (Debian) on loopback, with a throwaway config: a SOCKS5 proxy."""
+    reason = missing("danted")
+    require(reason is None, reason or "")
+    with dante(tmp_path_factory.mktemp("dante")) as proxy:
+        yield proxy
