@@ -57,15 +57,20 @@ class Measurement:
         elif self.via and self.via[-1].resolves_names:
             return None
         else:
-            try:
-                ips, seconds = await _net.resolve(host, self.vantage, _net.budget(self.check.timeout, self.deadline))
-            except _net.NetError as e:
-                self.add(Phase.RESOLVE, e.elapsed)
-                raise
-            self.add(Phase.RESOLVE, seconds)
-            ip = ips[0]  # one address, the resolver's first choice
+            ip = (await self.resolve(host))[0]  # one address, the resolver's first choice
         self.facts["ip"] = ip
         return ip
+
+    async def resolve(self, host: str) -> list[str]:
+        """The vantage's addresses for `host`, the time taken recorded as the resolve phase
+        (also when the lookup fails)."""
+        try:
+            ips, seconds = await _net.resolve(host, self.vantage, _net.budget(self.check.timeout, self.deadline))
+        except _net.NetError as e:
+            self.add(Phase.RESOLVE, e.elapsed)
+            raise
+        self.add(Phase.RESOLVE, seconds)
+        return ips
 
     async def open(self, host: str, port: int, connect_to: str | None) -> tuple[socket.socket, str]:
         """Connect to `host` (at `address`), directly or through the proxies; the connected

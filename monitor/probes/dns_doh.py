@@ -22,7 +22,7 @@ import httpx
 from monitor.model import Failure, FailureClass, Operation, Phase
 from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError
-from monitor.probes.dns_exchange import MAX_MESSAGE, Options, accept_reply, endpoint, failed
+from monitor.probes.dns_exchange import MAX_MESSAGE, Options, endpoint, failed, finish
 from monitor.probes.dns_resolvers import Resolver
 from monitor.probes.http import Stream, open_client
 
@@ -73,13 +73,7 @@ async def exchange_doh(query: dns.message.Message, resolver: Resolver, m: Measur
             body = await _body(response, timing, m)
         finally:
             await response.aclose()
-    elapsed = timing.elapsed()
-    m.add(Phase.DNS_ROUND_TRIP, elapsed)
-    m.facts["response_size"] = len(body)
-    try:
-        return accept_reply(query, body)
-    except dns.exception.DNSException as e:
-        raise failed(e, Operation.DNS_ROUND_TRIP, elapsed) from e
+    return finish(query, body, m, timing.elapsed())
 
 
 def _describe(response: httpx.Response, resolver: Resolver, m: Measurement) -> None:

@@ -22,8 +22,9 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from monitor.model import Failure, FailureClass, Operation
+from monitor.model import Failure, FailureClass, Operation, Phase
 from monitor.probes._classify import classify
+from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError
 from monitor.probes.dns_errors import WrongQueryId
 
@@ -58,6 +59,17 @@ def accept_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message
     if not query.is_response(reply):
         raise dns.query.BadResponse("reply does not answer the question asked")
     return reply
+
+
+def finish(query: dns.message.Message, wire: bytes, m: Measurement, elapsed: float) -> dns.message.Message:
+    """The end of a TCP/DoT/DoH exchange: record the round trip and reply size, then accept
+    the reply (or raise why it is none, as dns_round_trip's failure)."""
+    m.add(Phase.DNS_ROUND_TRIP, elapsed)
+    m.facts["response_size"] = len(wire)
+    try:
+        return accept_reply(query, wire)
+    except dns.exception.DNSException as e:
+        raise failed(e, Operation.DNS_ROUND_TRIP, elapsed) from e
 
 
 def failed(exc: BaseException, operation: Operation, elapsed: float) -> NetError:

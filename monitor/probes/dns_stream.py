@@ -17,7 +17,7 @@ from monitor.model import Failure, FailureClass, Operation, Phase
 from monitor.probes._classify import classify
 from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError
-from monitor.probes.dns_exchange import Options, accept_reply, endpoint, failed
+from monitor.probes.dns_exchange import Options, endpoint, finish
 from monitor.probes.dns_resolvers import Resolver
 
 _MAX_READS = 1000  # one message needs few reads; the bound stops a peer trickling bytes
@@ -76,12 +76,7 @@ async def _round_trip(query: dns.message.Message, m: Measurement, send: Send, re
             if isinstance(e, TimeoutError) and not str(e):
                 detail = f"no reply within {limit:.3g}s"
         raise NetError(Failure(cls, Operation.DNS_ROUND_TRIP, detail), elapsed) from e
-    m.add(Phase.DNS_ROUND_TRIP, elapsed)
-    m.facts["response_size"] = len(reply_wire)
-    try:
-        return accept_reply(query, reply_wire)
-    except dns.exception.DNSException as e:
-        raise failed(e, Operation.DNS_ROUND_TRIP, elapsed) from e
+    return finish(query, reply_wire, m, elapsed)
 
 
 async def _read_exactly(recv: Recv, count: int) -> bytes:

@@ -14,8 +14,6 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from monitor.model import Phase
-from monitor.probes import _net
 from monitor.probes._measure import Measurement
 from monitor.probes.dns_exchange import Options, reply_facts
 from monitor.probes.dns_resolvers import Resolver
@@ -27,12 +25,7 @@ async def exchange_system(query: dns.message.Message, resolver: Resolver, m: Mea
     question = query.question[0]
     qtype = dns.rdatatype.to_text(question.rdtype)
     name = question.name.to_text(omit_final_dot=True)
-    try:
-        addresses, seconds = await _net.resolve(name, m.vantage, _net.budget(m.check.timeout, m.deadline))
-    except _net.NetError as e:
-        m.add(Phase.RESOLVE, e.elapsed)
-        raise
-    m.add(Phase.RESOLVE, seconds)
+    addresses = await m.resolve(name)
     m.facts["resolver_address"] = "system"
     # getaddrinfo asked for every family the vantage can use; keep the one the check asked for.
     wanted = [a for a in addresses if ipaddress.ip_address(a).version == _VERSION[qtype]]
