@@ -17,10 +17,11 @@ import dataclasses
 import socket
 import ssl
 import time
-from typing import Literal, Sequence
+import uuid
+from typing import Any, Literal, Sequence
 
 from monitor.config import Check
-from monitor.model import Failure, Operation, Phase, ProbeResult, utcnow
+from monitor.model import Failure, Operation, Phase, ProbeResult, Verdict, VerdictName, utcnow
 from monitor.probes import _net, _proxy_tunnel
 from monitor.vantage import Proxy, Vantage
 
@@ -141,4 +142,28 @@ class Measurement:
             phases=self.phases,
             failure=failure,
             facts=self.facts,
+        )
+
+
+class Round:
+    """A run of a round-based kind (dns, site): its id, shared by every result of the run,
+    and the clock of the whole round, which its summary result reports."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.started_at = utcnow()
+        self._clock = time.perf_counter()
+
+    def summary(self, check: Check, vantage: Vantage, verdict: Verdict, facts: dict[str, Any]) -> ProbeResult:
+        """The round's last result: ok when the verdict is ok; its failure, if any, is in the verdict."""
+        return ProbeResult(
+            check=check.name,
+            kind=check.kind,
+            vantage=vantage.name,
+            target=check.display_target,
+            started_at=self.started_at,
+            ok=verdict.name is VerdictName.OK,
+            duration_s=time.perf_counter() - self._clock,
+            facts={"round_id": self.id, **facts},
+            verdict=verdict,
         )

@@ -18,16 +18,14 @@ rtt_s, ip_ttl, source, status) and injection; DoT/DoH add the TLS facts, DoH the
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import dns.message
 
 from monitor.analysis.dns_consistency import compare
 from monitor.config import DnsCheck
-from monitor.model import ProbeResult, VerdictName, utcnow
-from monitor.probes._measure import Measurement
+from monitor.model import ProbeResult
+from monitor.probes._measure import Measurement, Round
 from monitor.probes._net import NetError
 from monitor.probes.dns_doh import exchange_doh
 from monitor.probes.dns_exchange import Options, make_query, reply_facts, reply_failure
@@ -55,25 +53,14 @@ async def probe_dns(check: DnsCheck, vantage: Vantage, *, deadline: float) -> Pr
 
 async def run_dns_round(check: DnsCheck, vantage: Vantage, *, deadline: float) -> list[ProbeResult]:
     """One result per resolver (config order), then the comparison result."""
-    round_id = uuid.uuid4().hex
-    started_at, clock = utcnow(), time.perf_counter()
+    run = Round()
     options = Options(injection_window=check.injection_window, doh_method=check.doh_method)
     per_resolver = await asyncio.gather(
-        *(_ask(check, parse_resolver(spec), vantage, deadline, options, round_id) for spec in check.resolvers)
+        *(_ask(check, parse_resolver(spec), vantage, deadline, options, run.id) for spec in check.resolvers)
     )
     comparison = compare(per_resolver)
-    summary = ProbeResult(
-        check=check.name,
-        kind=check.kind,
-        vantage=vantage.name,
-        target=check.display_target,
-        started_at=started_at,
-        ok=comparison.verdict.name is VerdictName.OK,
-        duration_s=time.perf_counter() - clock,
-        facts={"round_id": round_id, "role": "comparison", "query": check.query, "qtype": check.type, **comparison.facts()},
-        verdict=comparison.verdict,
-    )
-    return [*per_resolver, summary]
+    facts = {"role": "comparison", "query": check.query, "qtype": check.type, **comparison.facts()}
+    return [*per_resolver, run.summary(check, vantage, comparison.verdict, facts)]
 
 
 async def _ask(check: DnsCheck, resolver: Resolver, vantage: Vantage, deadline: float, options: Options, round_id: str) -> ProbeResult:

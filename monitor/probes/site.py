@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 from monitor.analysis.observations import (
     attempts_of,
@@ -40,7 +39,8 @@ from monitor.analysis.observations import (
 )
 from monitor.analysis.verdicts import judge_site
 from monitor.config import DnsCheck, HttpCheck, SiteCheck, TlsCheck
-from monitor.model import ProbeResult, VerdictName, utcnow
+from monitor.model import ProbeResult
+from monitor.probes._measure import Round
 from monitor.probes._sni import RESIDUAL, ResidualBlocking, sni_experiment
 from monitor.probes.dns import run_dns_round
 from monitor.probes.http import probe_http
@@ -56,35 +56,24 @@ async def run_site_round(
     check: SiteCheck, vantage: Vantage, *, deadline: float, residual: ResidualBlocking | None = None
 ) -> list[ProbeResult]:
     """`residual`: where triggers are remembered for the hold-off; the process-wide RESIDUAL by default."""
-    round_id = uuid.uuid4().hex
-    started_at, clock = utcnow(), time.perf_counter()
+    run = Round()
     residual = RESIDUAL if residual is None else residual
     results: list[ProbeResult] = []
     for number in range(1, check.attempts + 1):  # bounded by attempts, and by the deadline below
         share = _share(deadline, check.attempts - number + 1)
         done = await _attempt(check, vantage, number, share, residual)
         for r in done:
-            r.facts.update(round_id=round_id, attempt=number)
+            r.facts.update(round_id=run.id, attempt=number)
         results += done
         if (number == 1 and not attempts_of(done)[0].failed) or time.monotonic() >= deadline:
             break
     attempts = attempts_of(results)
     judgement = judge_site(attempts)
-    summary = ProbeResult(
-        check=check.name,
-        kind=check.kind,
-        vantage=vantage.name,
-        target=check.display_target,
-        started_at=started_at,
-        ok=judgement.verdict.name is VerdictName.OK,
-        duration_s=time.perf_counter() - clock,
-        facts={
-            "round_id": round_id, "role": "summary", "domain": check.domain, "control_sni": check.control_sni,
-            "attempts": len(attempts), **round_facts(attempts).to_facts(), **judgement.facts(),
-        },
-        verdict=judgement.verdict,
-    )
-    return [*results, summary]
+    facts = {
+        "role": "summary", "domain": check.domain, "control_sni": check.control_sni,
+        "attempts": len(attempts), **round_facts(attempts).to_facts(), **judgement.facts(),
+    }
+    return [*results, run.summary(check, vantage, judgement.verdict, facts)]
 
 
 async def _attempt(check: SiteCheck, vantage: Vantage, number: int, deadline: float, residual: ResidualBlocking) -> list[ProbeResult]:
