@@ -9,13 +9,11 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MONITOR_MIGRATIONS_DIR=/opt/monitor/migrations
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /opt/monitor
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
-COPY migrations ./migrations
 COPY config.example.yaml /etc/monitor/config.yaml
 RUN pip install . \
  && useradd --system --uid 10001 --home-dir /var/lib/monitor --create-home monitor

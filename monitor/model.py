@@ -39,6 +39,9 @@ class FailureClass(StrEnum):
     DNS_NXDOMAIN_ERROR = "dns_nxdomain_error"
     DNS_NO_ANSWER = "dns_no_answer"
     DNS_SERVFAIL_ERROR = "dns_servfail_error"
+    # No answer for now, cause unknown (getaddrinfo's EAI_AGAIN: no resolver reachable, or
+    # one that timed out or failed): OONI's spelling.
+    DNS_TEMPORARY_FAILURE = "dns_temporary_failure"
     DNS_REFUSED_ERROR = "dns_refused_error"
     DNS_BOGON_ERROR = "dns_bogon_error"
     DNS_REPLY_WITH_WRONG_QUERY_ID = "dns_reply_with_wrong_query_id"
@@ -85,6 +88,9 @@ class VerdictName(StrEnum):
     PROXY_FAILURE = "proxy_failure"
     MODULE_TAMPERED = "module_tampered"
     DEGRADED = "degraded"
+    # Failing round after round with no cause established (no comparison to make, or none
+    # that explains it): never reported as ok, so a lone agent still opens an episode.
+    FAILING = "failing"
     SERVER_DOWN = "server_down"
     INCONCLUSIVE = "inconclusive"
 

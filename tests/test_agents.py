@@ -7,9 +7,7 @@ measured, so what reached the table can be checked against what was measured.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from monitor.store import latest_per_check_vantage, make_engine, upgrade
@@ -28,13 +25,12 @@ from tests.conftest import (
     create_postgres_database,
     drop_postgres_database,
     fresh_postgres_database_name,
-    postgres_admin,
     postgres_unavailable,
     require,
 )
-from tests.daemon_harness import DaemonProcess, start_daemon
+from tests.daemon_harness import DaemonProcess, start_daemon, value
+from tests.servers.postgres_private import private_postgres, private_postgres_unavailable
 from tests.servers.vantage_lab import Lab, lab_unavailable
-from tests.daemon_harness import value
 from tests.servers.tcp import closed_port
 
 pytestmark = pytest.mark.postgres
@@ -158,48 +154,16 @@ def test_two_agents_in_two_namespaces_write_one_database(lab: Lab, postgres_url:
 
 @pytest.fixture
 def outage_database() -> Iterator[tuple[str, Callable[[str], None]]]:
-    """A fresh database, and a switch for the PostgreSQL server that holds it. Whatever the
-    test does, the server is running again when it ends: other tests need it."""
-    reason = postgres_unavailable()
+    """A database on a PostgreSQL server of this test's own (tests/servers/postgres_private.py),
+    and a switch for that server. The machine's shared server is never touched."""
+    reason = private_postgres_unavailable()
     require(reason is None, reason or "")
-    require(
-        os.geteuid() == 0 and shutil.which("pg_ctlcluster") and Path("/etc/postgresql").is_dir(),
-        "stopping PostgreSQL needs root and pg_ctlcluster (Debian's postgresql-common)",
-    )
-    version = max(os.listdir("/etc/postgresql"), key=float)
+    with private_postgres() as pg:
 
-    def server(action: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-            capture_output=True, text=True, timeout=60, check=False,
-        )
+        def control(action: str) -> None:
+            pg.start() if action == "start" else pg.stop()
 
-    def control(action: str) -> None:
-        done = server(action)
-        assert done.returncode == 0, f"pg_ctlcluster {action}: {done.stderr}"
-        if action == "start":
-            wait_until_postgres_answers()
-
-    name = fresh_postgres_database_name()
-    url = create_postgres_database(name)
-    try:
-        yield url, control
-    finally:
-        server("start")  # exits non-zero if it is already running: fine
-        wait_until_postgres_answers()
-        drop_postgres_database(name)
-
-
-def wait_until_postgres_answers(within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            postgres_admin("SELECT 1")
-            return
-        except OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+        yield pg.url, control
 
 
 def spooled(daemon: DaemonProcess) -> float:

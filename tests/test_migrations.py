@@ -46,7 +46,7 @@ def test_check_detects_drift(db_url):
 
 
 def test_migrations_dir_from_environment(monkeypatch, tmp_path):
-    # An installed (non-checkout) daemon points at a copy of the migrations.
+    # The override points at a copy of the migrations (the package's own are the default).
     copy = tmp_path / "elsewhere"
     shutil.copytree(migrations_dir(), copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setenv(MIGRATIONS_DIR_ENV, str(copy))

@@ -9,7 +9,6 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
 
-import monitor
 from monitor.store.engine import make_engine
 
 MIGRATIONS_DIR_ENV = "MONITOR_MIGRATIONS_DIR"
@@ -18,16 +17,17 @@ MIGRATION_LOCK_KEY = 0x6D6F6E69746F72
 
 
 def migrations_dir() -> Path:
-    """$MONITOR_MIGRATIONS_DIR, else `migrations/` next to the `monitor` package (source checkout)."""
+    """The migrations shipped inside the package (monitor/store/migrations), wherever it is
+    installed; $MONITOR_MIGRATIONS_DIR overrides them (e.g. to try a revision by hand)."""
     override = os.environ.get(MIGRATIONS_DIR_ENV)
-    path = Path(override) if override else Path(monitor.__file__).resolve().parent.parent / "migrations"
+    path = Path(override) if override else Path(__file__).resolve().parent / "migrations"
     if not (path / "env.py").is_file():
-        raise FileNotFoundError(f"no Alembic migrations at {path} (set {MIGRATIONS_DIR_ENV})")
+        raise FileNotFoundError(f"no Alembic migrations at {path}" + (f" (from ${MIGRATIONS_DIR_ENV})" if override else ""))
     return path
 
 
 def alembic_config(connection: Connection) -> Config:
-    """An Alembic Config whose env.py runs on `connection` (see migrations/env.py)."""
+    """An Alembic Config whose env.py runs on `connection` (see monitor/store/migrations/env.py)."""
     config = Config()
     # ConfigParser interpolates '%': a path holding one must be escaped.
     config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
