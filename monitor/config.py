@@ -8,8 +8,10 @@ vantages) run after `defaults` have been merged into each check.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
+import ssl
 import socket
 import typing
 from pathlib import Path
@@ -18,6 +20,10 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+
+from monitor.credentials import read_secret, user_password
+from monitor.redact import redact_url
 
 # ---------------------------------------------------------------------------------------------
 # Value types
@@ -79,10 +85,17 @@ HostPort = Annotated[str, AfterValidator(_valid_host_port)]
 IPAddress = Annotated[str, AfterValidator(_valid_ip)]
 
 
+# Said wherever a URL with userinfo is refused: the URL is shown in metric labels, logs and
+# stored results, so the secret goes where the config says it is, never into the URL itself.
+NO_CREDENTIALS_IN_URLS = "credentials in a URL would be shown in metric labels, logs and stored results"
+
+
 def _valid_http_url(v: str) -> str:
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {redact_url(v)!r}")
+    if "@" in parts.netloc:
+        raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; give them with auth: {{basic_env|basic_file|bearer_env|bearer_file}}")
     return v
 
 
@@ -101,7 +114,7 @@ def split_proxy_url(url: str) -> tuple[str, str, int]:
     """
     parts = urlsplit(url)
     if "@" in parts.netloc:
-        raise ValueError("credentials in a proxy URL would be logged and stored; use auth_env or auth_file")
+        raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; use auth_env or auth_file")
     if parts.scheme not in PROXY_SCHEMES:
         raise ValueError(f"expected http://HOST:PORT, socks5://HOST:PORT or socks5h://HOST:PORT, got {url!r}")
     try:
@@ -137,12 +150,58 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class HttpAuth(_Model):
+    """Credentials for the server an http, goproxy or git check talks to (not a proxy's: those
+    are auth_env / auth_file): exactly one source, read at each request, never kept or shown."""
+
+    basic_env: EnvName | None = None  # environment variable holding USER:PASSWORD (Basic)
+    basic_file: str | None = None  # file whose first line is USER:PASSWORD (Basic)
+    bearer_env: EnvName | None = None  # environment variable holding a bearer token
+    bearer_file: str | None = None  # file whose first line is a bearer token
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HttpAuth:
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of basic_env, basic_file, bearer_env, bearer_file")
+        return self
+
+    @property
+    def file(self) -> str | None:
+        return self.basic_file or self.bearer_file
+
+    def header(self) -> tuple[str, str]:
+        """("Authorization", value), read now; raises CredentialsUnavailable naming the source."""
+        if self.basic_env is not None or self.basic_file is not None:
+            pair = user_password(env=self.basic_env, file=self.basic_file, what="auth")
+            assert pair is not None
+            token = base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode("ascii")
+            return "Authorization", f"Basic {token}"
+        value = read_secret(env=self.bearer_env, file=self.bearer_file, what="auth")
+        return "Authorization", f"Bearer {value}"
+
+
+# Request headers that carry credentials: refused in `headers` (which are shown), given with `auth`.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def _no_secret_headers(headers: dict[str, str]) -> dict[str, str]:
+    secret = sorted(h for h in headers if h.lower() in SECRET_HEADERS)
+    if secret:
+        raise ValueError(f"{', '.join(secret)} would be shown with the check; give credentials with auth: {{basic_env|basic_file|bearer_env|bearer_file}}")
+    return headers
+
+
 # ---------------------------------------------------------------------------------------------
 # Sections
 
 
 class StorageConfig(_Model):
     url: str = "sqlite:///monitor.db"
+    # The PostgreSQL password, if it is not in the URL: an environment variable or a file
+    # (first line), read when a connection is made. Whatever its source it is never printed.
+    password_env: EnvName | None = None
+    password_file: str | None = None
     retention_raw: Duration = 30 * 86400.0
     # Results wait here between probes and the batch writer; a full queue, or a store that
     # cannot be written, moves them to the spool rather than blocking probes.
@@ -160,11 +219,52 @@ class StorageConfig(_Model):
     def _known_backend(cls, v: str) -> str:
         if not (v.startswith("sqlite") or v.startswith("postgresql")):
             raise ValueError("storage url must be sqlite:///PATH or postgresql+psycopg://…")
+        try:
+            make_url(v)
+        except Exception:  # sqlalchemy's ArgumentError; its message repeats the URL, password included
+            raise ValueError("storage url cannot be parsed (expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB)") from None
         return v
+
+    @model_validator(mode="after")
+    def _one_password(self) -> StorageConfig:
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("give password_env or password_file, not both")
+        if (self.password_env or self.password_file) and not self.url.startswith("postgresql"):
+            raise ValueError("password_env / password_file apply to a postgresql url")
+        if (self.password_env or self.password_file) and make_url(self.url).password is not None:
+            raise ValueError("the url already holds a password: give it in one place")
+        return self
+
+    @property
+    def dsn(self) -> str:
+        """The URL to connect with: `url`, plus the password from password_env/file (read now).
+        Raises CredentialsUnavailable when that source cannot be read."""
+        password = read_secret(env=self.password_env, file=self.password_file, what="storage password")
+        if password is None:
+            return self.url
+        return make_url(self.url).set(password=password).render_as_string(hide_password=False)
+
+    @property
+    def display_url(self) -> str:
+        """The URL as it may be shown: its password, if any, masked."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
 
 class ExporterConfig(_Model):
     listen: HostPort = "127.0.0.1:9464"
+    # POST /-/reload re-reads the config from anyone who can reach the listener (as
+    # Prometheus' --web.enable-lifecycle). Default: on when listening on loopback only.
+    enable_reload: bool | None = None
+
+    @property
+    def reload_enabled(self) -> bool:
+        if self.enable_reload is not None:
+            return self.enable_reload
+        host = split_host_port(self.listen)[0]
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return host == "localhost"
 
 
 class SchedulerConfig(_Model):
@@ -211,6 +311,9 @@ class Defaults(_Model):
     interval: Duration = 60.0
     timeout: Duration = 10.0
     vantages: list[Name] = ["local"]
+    connect_timeout: Duration | None = None
+    tls_timeout: Duration | None = None
+    read_timeout: Duration | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +375,8 @@ class HttpCheck(_CheckBase):
     kind: Literal["http"]
     url: HttpURL
     method: Literal["GET", "HEAD", "POST"] = "GET"
-    headers: dict[str, str] = {}
+    headers: Annotated[dict[str, str], AfterValidator(_no_secret_headers)] = {}
+    auth: HttpAuth | None = None
     connect_to: IPAddress | None = None
     # Default: any 2xx, as blackbox_exporter's http prober.
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] = []
@@ -283,7 +387,7 @@ class HttpCheck(_CheckBase):
 
     @property
     def display_target(self) -> str:
-        return self.url
+        return redact_url(self.url)
 
 
 class DnsCheck(_CheckBase):
@@ -353,6 +457,7 @@ class GoproxyCheck(_CheckBase):
     expect_h1: str | None = None  # pinned go.sum hash of the zip, "h1:…"
     expect_gomod_h1: str | None = None  # pinned go.sum hash of the .mod file
     max_zip_bytes: int = Field(default=500 << 20, ge=1, le=500 << 20)  # zip.MaxZipFile is the ceiling
+    auth: HttpAuth | None = None  # credentials for the proxies (a private Athens / Artifactory), as .netrc gives the go command
 
     # Imported inside the validators: the probes package imports this module, so not at its top.
     @field_validator("proxy")
@@ -360,8 +465,11 @@ class GoproxyCheck(_CheckBase):
     def _proxy_list(cls, v: str) -> str:
         from monitor.probes._goproxy_list import DIRECT, OFF, parse_goproxy
 
-        if parse_goproxy(v)[0].url in (DIRECT, OFF):
+        entries = parse_goproxy(v)
+        if entries[0].url in (DIRECT, OFF):
             raise ValueError("the list must start with a proxy URL: direct and off leave nothing for this check to fetch")
+        if any("@" in urlsplit(e.url).netloc for e in entries):
+            raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; give them with auth: {{basic_env|basic_file|bearer_env|bearer_file}}")
         return v
 
     @field_validator("module")
@@ -397,7 +505,7 @@ class GoproxyCheck(_CheckBase):
 
     @property
     def display_target(self) -> str:
-        return f"{self.module}@{self.version} via {self.proxy}"
+        return f"{self.module}@{self.version} via {redact_url(self.proxy)}"
 
 
 
@@ -447,7 +555,7 @@ class ProxyCheck(_CheckBase):
 
     @property
     def display_target(self) -> str:
-        return f"{self.url or self.target} via {self.proxy}"
+        return f"{redact_url(self.url) if self.url else self.target} via {self.proxy}"
 
 
 class GitCheck(_CheckBase):
@@ -458,6 +566,7 @@ class GitCheck(_CheckBase):
     kind: Literal["git"]
     url: HttpURL | None = None  # the repository's URL, as given to git clone
     ssh: HostPort | None = None  # e.g. "github.com:22"
+    auth: HttpAuth | None = None  # credentials for the smart HTTP side (a private repository)
 
     @model_validator(mode="after")
     def _something_to_check(self) -> GitCheck:
@@ -467,7 +576,7 @@ class GitCheck(_CheckBase):
 
     @property
     def display_target(self) -> str:
-        return " + ".join([*([self.url] if self.url else []), *([f"ssh://{self.ssh}"] if self.ssh else [])])
+        return " + ".join([*([redact_url(self.url)] if self.url else []), *([f"ssh://{self.ssh}"] if self.ssh else [])])
 
 
 class SiteCheck(_CheckBase):
@@ -690,6 +799,46 @@ def _cross_checks(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
     return problems
 
 
+def _file_checks(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
+    """Every file the config names must be readable now (and a CA file must hold certificates):
+    found at load, by check-config and by a reload, rather than at each probe's run."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for i, path in enumerate(cfg.trust.extra_ca_files):
+        why = _unusable_ca_file(path)
+        if why:
+            problems.append((("trust", "extra_ca_files", i), why))
+    named: list[tuple[tuple[Any, ...], str | None]] = [(("storage", "password_file"), cfg.storage.password_file)]
+    named += [(("vantages", i, "auth_file"), v.auth_file) for i, v in enumerate(cfg.vantages)]
+    for i, c in enumerate(cfg.checks):
+        named.append((("checks", i, "auth_file"), getattr(c, "auth_file", None)))
+        auth = getattr(c, "auth", None)
+        if auth is not None:
+            named.append((("checks", i, "auth", "basic_file" if auth.basic_file else "bearer_file"), auth.file))
+    for loc, path in named:
+        if path is not None and (why := _unreadable(path)):
+            problems.append((loc, why))
+    return problems
+
+
+def _unreadable(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        return f"cannot read {path}: {e.strerror or e}"
+    return None
+
+
+def _unusable_ca_file(path: str) -> str | None:
+    if why := _unreadable(path):
+        return why
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as e:
+        return f"{path} holds no usable PEM certificate ({e.reason or e})"
+    return None
+
+
 def _dns_through_proxy(c: DnsCheck | SiteCheck, i: int, proxied: set[str]) -> list[tuple[tuple[Any, ...], str]]:
     """A proxy carries TCP streams only: UDP queries cannot go through it, and the system
     resolver would ask this host's resolver, not one in the proxy's network."""
@@ -714,7 +863,7 @@ def load_config_text(text: str, filename: str = "<config>") -> Config:
 
     located = _Located(root)
     if raw is None:
-        raw = {}
+        raise ConfigError([f"{filename}:1: (top level): the file is empty (`monitor sample-config` prints a documented example)"])
     if not isinstance(raw, dict):
         raise ConfigError([f"{filename}:1: (top level): expected a mapping of sections, got {type(raw).__name__}"])
     problems: list[tuple[int, str]] = []
@@ -738,7 +887,7 @@ def load_config_text(text: str, filename: str = "<config>") -> Config:
             problems.append((line, f"{filename}:{line}: {path}: {msg}"))
         raise ConfigError([p for _, p in sorted(problems, key=lambda t: t[0])]) from None
 
-    for loc, msg in _cross_checks(cfg):
+    for loc, msg in _cross_checks(cfg) + _file_checks(cfg):
         line, path = located.line_and_path(loc)
         problems.append((line, f"{filename}:{line}: {path}: {msg}"))
     if problems:
@@ -751,7 +900,14 @@ def load_config(path: str | Path) -> Config:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError([f"{p}:0: (file): cannot read: {e.strerror or e}"]) from None
+        raise ConfigError([f"{p}: cannot read: {e.strerror or e}"]) from None
     except UnicodeDecodeError as e:
-        raise ConfigError([f"{p}:0: (file): not UTF-8 text: {e}"]) from None
+        raise ConfigError([f"{p}: not UTF-8 text: {e}"]) from None
     return load_config_text(text, str(path))
+
+
+def runnable_problems(cfg: Config, filename: str) -> list[str]:
+    """Why a valid config would still give a daemon with nothing to do (check-config and run)."""
+    if not cfg.checks:
+        return [f"{filename}: checks: no checks configured: the daemon would measure nothing"]
+    return []

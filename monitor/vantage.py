@@ -14,21 +14,17 @@ extra CA files) because trust is part of the measuring position.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-
 import certifi
 
 from monitor import netns as network_namespaces
 from monitor.config import Config, split_proxy_url
+from monitor.credentials import CredentialsUnavailable, user_password
 
-
-class CredentialsUnavailable(Exception):
-    """The proxy's credentials could not be read; the message names the source, never a secret."""
+__all__ = ["CredentialsUnavailable", "Proxy", "Vantage", "vantages_from_config"]
 
 
 @dataclass(frozen=True)
@@ -60,23 +56,7 @@ class Proxy:
 
     def credentials(self) -> tuple[str, str] | None:
         """(user, password) read now, or None if none are configured."""
-        if self.auth_env is not None:
-            source = f"environment variable {self.auth_env}"
-            raw = os.environ.get(self.auth_env)
-            if raw is None:
-                raise CredentialsUnavailable(f"{source} is not set")
-        elif self.auth_file is not None:
-            source = f"auth_file {self.auth_file}"
-            try:
-                raw = (Path(self.auth_file).read_text(encoding="utf-8").splitlines() or [""])[0]
-            except (OSError, UnicodeDecodeError) as e:
-                raise CredentialsUnavailable(f"cannot read {source}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
-        else:
-            return None
-        user, sep, password = raw.partition(":")
-        if not sep:
-            raise CredentialsUnavailable(f"{source} does not hold USER:PASSWORD")
-        return user, password
+        return user_password(env=self.auth_env, file=self.auth_file, what=f"credentials for {self.url}")
 
 
 @dataclass(frozen=True)

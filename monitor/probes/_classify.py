@@ -33,6 +33,7 @@ from monitor.probes._modzip import BadModuleZip, ZipTooLarge
 from monitor.probes._sumdb import SumdbError
 from monitor.probes._tlog import InconsistentTiles
 from monitor.probes.dns_errors import WrongQueryId
+from monitor.redact import redact_text
 
 _DETAIL_MAX = 300
 _CHAIN_MAX = 16  # exception chains are short; the bound only guards against a cycle we missed
@@ -162,5 +163,5 @@ def _text(e: BaseException) -> str:
 
 
 def _clip(s: str) -> str:
-    s = " ".join(s.split())
+    s = " ".join(redact_text(s).split())  # an exception's text may quote a URL with a token
     return s if len(s) <= _DETAIL_MAX else s[: _DETAIL_MAX - 1] + "…"

@@ -88,7 +88,7 @@ async def open_tunnel(sock: socket.socket, proxy: Proxy, host: str, port: int, t
     try:
         credentials = proxy.credentials()
     except CredentialsUnavailable as e:
-        raise TunnelError(Failure(F.PROXY_AUTH_REQUIRED, Operation.PROXY_CONNECT, f"credentials for {proxy.url}: {e}"), 0.0, facts) from None
+        raise TunnelError(Failure(F.PROXY_AUTH_REQUIRED, Operation.PROXY_CONNECT, str(e)), 0.0, facts) from None
     handshake: Handshake = _http_connect if proxy.scheme == "http" else _socks5_connect
     started = time.perf_counter()
     try:

@@ -33,6 +33,7 @@ from monitor.probes.dns_resolvers import Resolver, parse_resolver
 from monitor.probes.dns_stream import exchange_tcp, exchange_tls
 from monitor.probes.dns_system import exchange_system
 from monitor.probes.dns_udp import exchange_udp
+from monitor.redact import redact_url
 from monitor.vantage import Vantage
 
 Exchange = Callable[..., Awaitable[dns.message.Message]]
@@ -65,7 +66,7 @@ async def run_dns_round(check: DnsCheck, vantage: Vantage, *, deadline: float) -
 
 async def _ask(check: DnsCheck, resolver: Resolver, vantage: Vantage, deadline: float, options: Options, round_id: str) -> ProbeResult:
     m = Measurement(check, vantage, deadline)  # type: ignore[arg-type]  # any check with phase timeouts
-    m.facts.update(round_id=round_id, role="resolver", resolver=resolver.spec, transport=resolver.transport, query=check.query, qtype=check.type)
+    m.facts.update(round_id=round_id, role="resolver", resolver=redact_url(resolver.spec), transport=resolver.transport, query=check.query, qtype=check.type)
     query = make_query(check.query, check.type)
     try:
         reply = await TRANSPORTS[resolver.transport](query, resolver, m, options=options)
@@ -75,5 +76,5 @@ async def _ask(check: DnsCheck, resolver: Resolver, vantage: Vantage, deadline: 
         if "answers" not in m.facts:  # udp and system describe their reply themselves
             m.facts.update(reply_facts(reply))
         result = m.result(reply_failure(reply, check.type))
-    result.target = resolver.spec
+    result.target = redact_url(resolver.spec)  # a label and a stored value: no token in it
     return result

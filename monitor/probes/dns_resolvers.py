@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from monitor.redact import redact_url
+
 Transport = Literal["udp", "tcp", "tls", "https", "system"]
 
 DEFAULT_PORTS: dict[str, int] = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
@@ -83,7 +85,7 @@ def parse_resolver(spec: str) -> Resolver:
     if not host:
         raise ValueError(f"resolver {spec!r}: missing host")
     if parts.username or parts.password:
-        raise ValueError(f"resolver {spec!r}: credentials in a resolver URL are not supported")
+        raise ValueError(f"resolver {redact_url(spec)!r}: credentials in a URL would be shown in metric labels, logs and stored results")
     port = port or DEFAULT_PORTS[scheme]
 
     if scheme in ("udp", "tcp"):

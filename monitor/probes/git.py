@@ -80,6 +80,7 @@ async def _smart_http(check: GitCheck, m: Measurement) -> Failure | None:
         check,
         check.url.rstrip("/") + "/info/refs?service=git-upload-pack",
         headers={"User-Agent": _USER_AGENT},
+        auth=check.auth,
         expect_status=[200],
         max_body_bytes=_MAX_ADVERTISEMENT,
     )

@@ -32,10 +32,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from monitor.config import GoproxyCheck
+from monitor.credentials import CredentialsUnavailable
 from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName
 from monitor.probes import http as _http
 from monitor.probes._classify import classify
@@ -46,6 +48,7 @@ from monitor.probes._modzip import MAX_GO_MOD, check_and_hash
 from monitor.probes._net import NetError
 from monitor.probes._sumdb import SumdbError, check_proof, format_tree, parse_lookup, plan_proof, verifier_for
 from monitor.probes._tlog import HASH_SIZE, InconsistentTiles, Tile, Tree
+from monitor.redact import redact_url
 from monitor.vantage import Vantage
 
 # Caps on what a proxy or database may send (the zip's is the check's max_zip_bytes).
@@ -124,6 +127,7 @@ class _Run:
         self.m = m
         self.trees = trees
         self.entries = parse_goproxy(check.proxy)
+        self.proxy_hosts = {urlsplit(e.url).netloc for e in self.entries}  # where check.auth is sent
         self.timing = _http.Timing(m)
         self.client = _http.open_client(m, self.timing)
         self.comparisons: list[_Comparison] = []
@@ -279,7 +283,7 @@ class _Run:
     async def _get(self, url: str, what: str, *, cap: int, sink: IO[bytes] | None = None, proxy: str | None = None) -> Any:
         """GET `url`, redirects followed, and its body read within `cap`: the bytes, or the
         size written to `sink`. A status other than 200 raises _Stop (not_found for 404/410)."""
-        record: dict[str, Any] = {"what": what, "url": url}
+        record: dict[str, Any] = {"what": what, "url": redact_url(url)}
         if proxy is not None:
             record["proxy"] = proxy
         self.m.facts["requests"].append(record)
@@ -296,6 +300,8 @@ class _Run:
         try:
             try:
                 response = await self._follow(url)
+            except CredentialsUnavailable as e:
+                raise _Stop(_http.credentials_failure(e)) from None
             except NetError as e:  # resolve, connect or TLS: the backend names the operation
                 if e.tls is not None:  # what the handshake showed: the chain of a MITM, say
                     record["tls"] = e.tls.facts()
@@ -304,7 +310,7 @@ class _Run:
                 raise _Stop(_failure(exc, Operation.HTTP_ROUND_TRIP)) from None
             record["status"] = status = response.status_code
             if str(response.url) != url:
-                record["final_url"] = str(response.url)
+                record["final_url"] = redact_url(str(response.url))
             stream = response.extensions.get("network_stream")
             if isinstance(stream, _http.Stream):  # the connection that carried the answer
                 record["ip"] = stream.ip
@@ -313,7 +319,7 @@ class _Run:
             if status != 200:  # the go command accepts 200 only
                 not_found = status in (404, 410)
                 cls = F.MODULE_NOT_FOUND if not_found and what != "tile" else F.HTTP_STATUS
-                raise _Stop(Failure(cls, Operation.HTTP_ROUND_TRIP, f"{what}: {url}: status {status}"), not_found=not_found)
+                raise _Stop(Failure(cls, Operation.HTTP_ROUND_TRIP, f"{what}: {redact_url(url)}: status {status}"), not_found=not_found)
             try:
                 body = await _read(response, cap, sink, what, record)
             except _http.EXCHANGE_ERRORS as exc:
@@ -329,7 +335,11 @@ class _Run:
 
     async def _follow(self, url: str) -> httpx.Response:
         """The response to GET `url` after redirects (net/http follows up to 10), body unread."""
-        request = self.client.build_request("GET", url, headers={"Accept-Encoding": "identity"})
+        headers = {"Accept-Encoding": "identity"}
+        if self.check.auth is not None and urlsplit(url).netloc in self.proxy_hosts:  # never to another host
+            name, value = self.check.auth.header()
+            headers[name] = value
+        request = self.client.build_request("GET", url, headers=headers)
         response = await self.client.send(request, stream=True)
         for _ in range(_MAX_REDIRECTS):
             if response.next_request is None:

@@ -28,10 +28,12 @@ import httpcore
 import httpx
 
 from monitor.config import Check, HttpCheck
+from monitor.credentials import CredentialsUnavailable
 from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult
 from monitor.probes._classify import classify
 from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError, TLSConn, is_ip
+from monitor.redact import redact_url
 from monitor.vantage import Vantage
 
 USER_AGENT = "monitor/0.1"
@@ -65,9 +67,24 @@ async def probe_http(check: HttpCheck, vantage: Vantage, *, deadline: float) -> 
     return m.result(failure)
 
 
+def request_headers(check: HttpCheck) -> dict[str, str]:
+    """The check's headers plus its credentials, read now (CredentialsUnavailable if they cannot be)."""
+    if check.auth is None:
+        return check.headers
+    name, value = check.auth.header()
+    return {**check.headers, name: value}
+
+
+def credentials_failure(e: CredentialsUnavailable) -> Failure:
+    """Credentials the config names could not be read: this agent's own problem, not the network's."""
+    return Failure(FailureClass.INTERNAL_ERROR, Operation.HTTP_ROUND_TRIP, f"{e} (this agent's configuration)")
+
+
 async def exchange(client: httpx.AsyncClient, check: HttpCheck, m: Measurement, timing: Timing) -> Failure | None:
     try:
         response, redirects = await follow(client, check, timing)
+    except CredentialsUnavailable as e:
+        return credentials_failure(e)
     except NetError as e:  # connect or TLS, from our backend, passed through httpx untouched
         if e.tls is not None:
             m.facts.update(e.tls.facts())
@@ -91,7 +108,8 @@ async def exchange(client: httpx.AsyncClient, check: HttpCheck, m: Measurement, 
 
 async def follow(client: httpx.AsyncClient, check: HttpCheck, timing: Timing) -> tuple[httpx.Response, int]:
     """The final response (headers read, body not yet) and how many redirects led to it."""
-    request = client.build_request(check.method, check.url, headers=check.headers, extensions={"trace": timing})
+    # httpx drops Authorization on a redirect to another origin, as curl and browsers do.
+    request = client.build_request(check.method, check.url, headers=request_headers(check), extensions={"trace": timing})
     response = await client.send(request, stream=True)
     redirects = 0
     while check.follow_redirects and response.next_request is not None:  # at most max_redirects turns
@@ -120,7 +138,7 @@ def describe(response: httpx.Response, redirects: int, m: Measurement) -> None:
     m.facts.update(
         status_code=response.status_code,
         http_version=response.http_version,
-        final_url=str(response.url),
+        final_url=redact_url(str(response.url)),
         redirects=redirects,
     )
     stream = response.extensions.get("network_stream")

@@ -72,7 +72,7 @@ async def _forward(check: ProxyCheck, proxy: Proxy, m: Measurement) -> Failure |
     try:
         credentials = proxy.credentials()
     except CredentialsUnavailable as e:
-        return Failure(FailureClass.PROXY_AUTH_REQUIRED, Operation.PROXY_CONNECT, f"credentials for {proxy.url}: {e}")
+        return Failure(FailureClass.PROXY_AUTH_REQUIRED, Operation.PROXY_CONNECT, str(e))
     request = _http_request(check)
     timing = _http.Timing(m)
     async with _http.open_client(m, timing, pinned_url=request.url, forward_proxy=(proxy.url, credentials)) as client:
