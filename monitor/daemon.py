@@ -29,6 +29,7 @@ from monitor.probes import measure
 from monitor.scheduler import CheckScheduler
 from monitor.probes.goproxy import VERIFIED_TREES
 from monitor.store import ResultWriter, all_sumdb_trees, make_engine, upgrade
+from monitor.store.engine import describe_error
 from monitor.store.retention import prune_forever
 from monitor.vantage import Vantage, vantages_from_config
 
@@ -46,12 +47,12 @@ class Daemon:
         registry.register(
             MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
         )
-        self.server = ExporterServer(config.exporter.listen, registry, self.reload)
+        self.server = ExporterServer(config.exporter.listen, registry, self.reload if config.exporter.reload_enabled else None)
         self.scheduler = CheckScheduler(
             self._measure, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag
         )
         # Cross-vantage verdicts and episodes (monitor/judgement.py); the store is read per run.
-        self.judge = Judge(config.storage.url, config.analysis, config.agent)
+        self.judge = Judge(config.storage.dsn, config.analysis, config.agent)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
 
@@ -62,17 +63,17 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
         prepare_task = None
-        if not await try_prepare_store(self.config.storage.url):
+        if not await try_prepare_store(self.config.storage.dsn):
             # Start measuring anyway: the writer spools to disk until the store is back.
             prepare_task = asyncio.create_task(self._prepare_store_until_ready(), name="prepare-store")
         writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
-        prune_engine = make_engine(self.config.storage.url)
+        prune_engine = make_engine(self.config.storage.dsn)
         prune_task = asyncio.create_task(prune_forever(prune_engine, self.config.storage.retention_raw), name="retention")
         await self.server.start()
         self.scheduler.apply(self.config)
         self.state.reload_ok, self.state.reload_time = True, time.time()
         self.scheduler.start()
-        log.info("agent %s running %d checks from %s", self.config.agent, len(self.config.checks), self.config_path)
+        log.info("agent %s running %d checks from %s, storing in %s", self.config.agent, len(self.config.checks), self.config_path, self.config.storage.display_url)
 
         await self._stop.wait()
         log.info("stopping: letting running probes finish, then flushing the store queue")
@@ -128,7 +129,7 @@ class Daemon:
             )
 
     async def _prepare_store_until_ready(self) -> None:
-        while not await try_prepare_store(self.config.storage.url):
+        while not await try_prepare_store(self.config.storage.dsn):
             await asyncio.sleep(STORE_RETRY_S)
         log.info("store ready: schema upgraded, spooled results will be replayed")
 
@@ -145,7 +146,7 @@ def writer_for(config: Config, *, spool: bool = True) -> ResultWriter:
     agent so that a store outage loses nothing (raises SpoolInUse if another process of the
     same agent holds it)."""
     return ResultWriter(
-        config.storage.url,
+        config.storage.dsn,
         queue_size=config.storage.queue_size,
         batch_size=config.storage.batch_size,
         flush_interval=config.storage.flush_interval,
@@ -176,7 +177,7 @@ async def try_prepare_store(url: str) -> bool:
         await asyncio.to_thread(prepare_store, url)
         return True
     except SQLAlchemyError as e:
-        log.warning("store unreachable, results go to the spool until it is back: %s", getattr(e, "orig", None) or e)
+        log.warning("store unreachable, results go to the spool until it is back: %s", describe_error(e))
         return False
 
 

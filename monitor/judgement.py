@@ -25,6 +25,7 @@ from monitor.analysis.verdicts import judge_module, judge_site
 from monitor.config import AnalysisConfig, Check
 from monitor.model import ProbeResult, VerdictName
 from monitor.store import make_engine
+from monitor.store.engine import describe_error
 from monitor.store.episodes import (
     current_episode,
     drop_episode,
@@ -71,7 +72,7 @@ class Judge:
                         save_episode(session, episode)
                 return current_verdict(moved.current)
         except SQLAlchemyError as e:
-            log.warning("check %s from %s: store unavailable for cross-vantage verdicts and episodes: %s", check.name, summary.vantage, e)
+            log.warning("check %s from %s: store unavailable for cross-vantage verdicts and episodes: %s", check.name, summary.vantage, describe_error(e))
             return None
 
     def _judge(self, summary: ProbeResult, results: list[ProbeResult], peers: list[ProbeResult]) -> None:

@@ -21,6 +21,7 @@ from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor import logs
 from monitor.config import Check, Config
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,11 @@ class CheckScheduler:
         self._running.add(task)
         try:
             waited = time.monotonic()
-            async with self._cap:
-                jid = job_id(check.name, vantage)
-                lag = self._submit_lag.pop(jid, 0.0) + (time.monotonic() - waited)
-                self._on_lag(check.name, vantage, lag)
-                await self._measure(check, vantage)
+            with logs.context(check=check.name, vantage=vantage):
+                async with self._cap:
+                    jid = job_id(check.name, vantage)
+                    lag = self._submit_lag.pop(jid, 0.0) + (time.monotonic() - waited)
+                    self._on_lag(check.name, vantage, lag)
+                    await self._measure(check, vantage)
         finally:
             self._running.discard(task)

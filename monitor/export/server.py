@@ -1,5 +1,8 @@
 """The daemon's small HTTP endpoint: GET /metrics, GET /healthz, POST /-/reload.
 
+/-/reload is off (403) when no reload hook is given: the daemon gives none when the
+listener is reachable beyond loopback, unless exporter.enable_reload says otherwise.
+
 A deliberately tiny HTTP/1.1 server on asyncio: one request per connection, bounded request
 head, bounded wait. Pulling a web framework in for three routes would cost more than it saves.
 """
@@ -23,7 +26,7 @@ ReloadHook = Callable[[], Awaitable[tuple[bool, str]]]
 
 
 class ExporterServer:
-    def __init__(self, listen: str, registry: CollectorRegistry, reload: ReloadHook):
+    def __init__(self, listen: str, registry: CollectorRegistry, reload: ReloadHook | None):
         self.host, self.port = split_host_port(listen)
         self.registry = registry
         self.reload = reload
@@ -33,7 +36,7 @@ class ExporterServer:
         self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_HEAD)
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
-        log.info("serving /metrics, /healthz and POST /-/reload on http://%s:%d", self.host, self.port)
+        log.info("serving /metrics, /healthz%s on http://%s:%d", " and POST /-/reload" if self.reload else " (/-/reload disabled)", self.host, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -66,6 +69,9 @@ class ExporterServer:
         elif path == "/healthz" and method in ("GET", "HEAD"):
             await self._respond(writer, 200, b"ok\n")
         elif path == "/-/reload":
+            if self.reload is None:
+                await self._respond(writer, 403, b"reload over HTTP is disabled (exporter.enable_reload); send SIGHUP\n")
+                return
             if method != "POST":
                 await self._respond(writer, 405, b"use POST\n")
                 return
@@ -79,7 +85,7 @@ class ExporterServer:
 
     @staticmethod
     async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}[status]
+        reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}[status]
         head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         writer.write(head.encode("latin-1") + body)
         await writer.drain()

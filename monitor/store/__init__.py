@@ -6,7 +6,7 @@ in batches. Readers use the repository functions inside a Session they own.
 
 from monitor.store.engine import make_engine
 from monitor.store.migrate import upgrade
-from monitor.store.repository import latest_per_check_vantage, prune_older_than, results_between, save_results
+from monitor.store.repository import latest_per_check_vantage, prune_older_than, recent_results, results_between, save_results
 from monitor.store.sumdb import StoredTree, all_sumdb_trees, get_sumdb_tree, save_sumdb_tree
 from monitor.store.writer import ResultWriter
 
@@ -18,6 +18,7 @@ __all__ = [
     "latest_per_check_vantage",
     "make_engine",
     "prune_older_than",
+    "recent_results",
     "results_between",
     "save_results",
     "save_sumdb_tree",

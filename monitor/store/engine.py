@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
@@ -26,6 +27,17 @@ def make_engine(url: str) -> Engine:
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+
+
+def describe_error(exc: BaseException) -> str:
+    """A database error as one log-friendly line: the driver's own message (psycopg's spans
+    several lines), without SQLAlchemy's statement echo and "Background on this error" link."""
+    orig = getattr(exc, "orig", None)
+    text = _BACKGROUND.sub("", str(orig if orig is not None else exc))
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -58,6 +58,25 @@ def episodes_between(session: Session, since: datetime, until: datetime, check: 
     return [_episode(row) for row in session.scalars(stmt.order_by(EpisodeRow.started_at, EpisodeRow.id))]
 
 
+def list_episodes(
+    session: Session, *, since: datetime | None = None, open_only: bool = False, checks: list[str] | None = None,
+    agent: str | None = None, limit: int = 100,
+) -> list[Episode]:
+    """Episodes that opened (pending ones are not news), newest `limit` of them, oldest first;
+    `since`: still open then or ended after; `open_only`: not ended yet."""
+    stmt = select(EpisodeRow).where(EpisodeRow.confirmed_at.is_not(None))
+    if open_only:
+        stmt = stmt.where(EpisodeRow.ended_at.is_(None))
+    if since is not None:
+        stmt = stmt.where((EpisodeRow.ended_at.is_(None)) | (EpisodeRow.ended_at >= since))
+    if checks:
+        stmt = stmt.where(EpisodeRow.check.in_(checks))
+    if agent is not None:
+        stmt = stmt.where(EpisodeRow.agent == agent)
+    newest = session.scalars(stmt.order_by(EpisodeRow.started_at.desc(), EpisodeRow.id.desc()).limit(limit)).all()
+    return [_episode(row) for row in reversed(newest)]
+
+
 def latest_summaries(session: Session, check: str, kind: str, since: datetime) -> list[ProbeResult]:
     """The newest result of `kind` for `check` from each (vantage, agent) that started at or
     after `since`: for a round-based kind (site), its summaries, not the sub-results."""

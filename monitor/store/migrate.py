@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
 
 from monitor.store.engine import make_engine
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR_ENV = "MONITOR_MIGRATIONS_DIR"
 # Any constant shared by every agent; spells "monitor" in ASCII so it is recognisable in pg_locks.
@@ -47,6 +51,10 @@ def upgrade(url: str) -> None:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            before = MigrationContext.configure(connection).get_current_revision()
             command.upgrade(alembic_config(connection), "head")
+            after = MigrationContext.configure(connection).get_current_revision()
+        if after != before:  # Alembic's own INFO lines are kept out of the default log: say it once
+            log.info("store schema migrated from %s to %s", before or "empty", after)
     finally:
         engine.dispose()

@@ -123,6 +123,24 @@ def latest_per_check_vantage(session: Session, check: str, *, max_age: timedelta
     return [result_from_row(row) for row in session.scalars(stmt)]
 
 
+def recent_results(
+    session: Session, *, checks: list[str] | None = None, vantage: str | None = None, agent: str | None = None,
+    since: datetime | None = None, limit: int = 50,
+) -> list[ProbeResult]:
+    """The `limit` newest results matching the filters, oldest first (as a log reads)."""
+    stmt = select(ResultRow)
+    if checks:
+        stmt = stmt.where(ResultRow.check.in_(checks))
+    if vantage is not None:
+        stmt = stmt.where(ResultRow.vantage == vantage)
+    if agent is not None:
+        stmt = stmt.where(ResultRow.agent == agent)
+    if since is not None:
+        stmt = stmt.where(ResultRow.started_at >= since)
+    newest = session.scalars(stmt.order_by(ResultRow.started_at.desc(), ResultRow.id.desc()).limit(limit)).all()
+    return [result_from_row(row) for row in reversed(newest)]
+
+
 def prune_older_than(session: Session, cutoff: datetime) -> int:
     """Delete results that started before `cutoff`; returns how many were deleted."""
     return session.execute(delete(ResultRow).where(ResultRow.started_at < cutoff)).rowcount

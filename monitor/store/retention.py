@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from monitor.model import utcnow
+from monitor.store.engine import describe_error
 from monitor.store.repository import prune_older_than
 
 log = logging.getLogger(__name__)
@@ -32,5 +33,5 @@ async def prune_forever(engine: Engine, retention_s: float) -> None:
             if removed:
                 log.info("retention: removed %d results older than %s", removed, timedelta(seconds=retention_s))
         except DBAPIError as e:
-            log.warning("retention: pruning failed (%s); will retry in %.0f s", e.orig or e, period)
+            log.warning("retention: pruning failed (%s); will retry in %.0f s", describe_error(e), period)
         await asyncio.sleep(period)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.model import ProbeResult
-from monitor.store.engine import make_engine
+from monitor.store.engine import describe_error, make_engine
 from monitor.store.repository import save_results
 from monitor.store.sumdb import save_sumdb_tree
 from monitor.store.spool import Spool
@@ -214,7 +214,7 @@ class ResultWriter:
                     return  # from now on through the spool, until the database is back
                 left = self._close_deadline - loop.time()
                 if left <= 0:
-                    self._give_up(f"database still failing at shutdown ({exc.orig})")
+                    self._give_up(f"database still failing at shutdown ({describe_error(exc)})")
                     return
                 await self._sleep_unless_closing(min(self._retry_at - loop.time(), left))
                 continue
@@ -313,7 +313,7 @@ class ResultWriter:
         self._retry_at = loop.time() + self._retry_delay
         log.warning(
             "storing %d results failed (%s); retrying in %.1f s; %d queued, %d spooled%s",
-            n, str(exc.orig).strip(), self._retry_delay, self.queue_depth, self.spooled,
+            n, describe_error(exc), self._retry_delay, self.queue_depth, self.spooled,
             f"; results wait in {self._spool.directory} until it answers" if self._spool is not None and self._store_ok else "",
         )
         self._store_ok = False
