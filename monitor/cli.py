@@ -1,18 +1,28 @@
-"""Command line (DESIGN §3.6). Exit codes: 0 ok, 2 usage/config error, 1 runtime failure."""
+"""Command line (DESIGN §3.6). Exit codes: 0 ok, 1 runtime failure, 2 usage/config error,
+3 (probe --exit-code) a check failed.
+
+Each command is one `_cmd_<name>(args)` function and one parser block; global options
+(--log-level, --log-format) are accepted before or after the command.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from importlib import metadata, resources
+from pathlib import Path
 
-from monitor.config import Check, Config, ConfigError, load_config
+from monitor.config import Check, Config, ConfigError, load_config, parse_duration, runnable_problems
+from monitor.logs import FORMATS, LEVELS, set_agent, setup_logging
 from monitor.model import ProbeResult
 
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_CHECK_FAILED = 0, 1, 2, 3
 
 log = logging.getLogger("monitor")
 
@@ -23,97 +33,214 @@ why when they are not."""
 
 EPILOG = """\
 examples:
-  monitor check-config config.example.yaml
-  monitor probe -c config.example.yaml --once --json          # one JSON line per result
-  monitor probe -c config.example.yaml --once --check gh-tls --json
-  monitor run -c config.example.yaml                          # daemon: /metrics on 127.0.0.1:9464
-  monitor db upgrade -c config.example.yaml
+  monitor run                                                 # the embedded sample config, SQLite in ./monitor.db
+  monitor sample-config > monitor.yaml                        # a documented config to start from
+  monitor check-config monitor.yaml
+  monitor run -c monitor.yaml                                 # daemon: /metrics on 127.0.0.1:9464
+  monitor probe -c monitor.yaml --once --json                 # one JSON line per result
+  monitor probe -c monitor.yaml --once --check gh-tls --exit-code   # exit 3 if it failed (cron, Nagios)
+  monitor results -c monitor.yaml --since 1h --check gh-tls   # what was stored
+  monitor episodes -c monitor.yaml --open                     # what is wrong now, and why
+  monitor db upgrade -c monitor.yaml
 
-exit codes: 0 ok, 1 runtime failure, 2 usage or config error (FILE:LINE: key: message)"""
+exit codes: 0 ok, 1 runtime failure, 2 usage or config error (FILE:LINE: key: message),
+            3 a check failed (probe --exit-code)"""
+
+SAMPLE_CONFIG = "data/config.example.yaml"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("monitor")
+    except metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+        return "unknown"
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """On the main parser with defaults; on each command's parser without, so that a value
+    given after the command wins and one given before is not reset."""
+    suppress = argparse.SUPPRESS
+    parser.add_argument("--log-level", choices=LEVELS, default="info" if defaults else suppress, help="log verbosity (default: info)")
+    parser.add_argument("--log-format", choices=FORMATS, default="text" if defaults else suppress,
+                        help="text, or json: one JSON object per line for log shippers (default: text)")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="monitor", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity (default: info)")
+    p.add_argument("--version", action="version", version=f"monitor {_version()}")
+    _global_options(p, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon: scheduler, store writer, /metrics", description="Run the monitoring daemon until SIGTERM. SIGHUP or POST /-/reload re-reads the config.")
-    run.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    def command(name: str, **kwargs: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
 
-    probe = sub.add_parser("probe", help="run checks once and print their results", description="Run every configured (check, vantage) once and print the results. Like the daemon, it judges each run with the other vantages' latest results in the store and writes results and verdict episodes there (spooling them if the store is down), unless --no-store.")
+    run = command("run", help="run the daemon: scheduler, store writer, /metrics",
+                  description="Run the monitoring daemon until SIGTERM. SIGHUP or POST /-/reload re-reads the config. "
+                              "Without -c it runs the embedded sample config (see `monitor sample-config`).")
+    run.add_argument("-c", "--config", help="config file (YAML); default: the embedded sample")
+
+    probe = command("probe", help="run checks once and print their results",
+                    description="Run every configured (check, vantage) once and print the results. Like the daemon, it judges each run "
+                                "with the other vantages' latest results in the store and writes results and verdict episodes there "
+                                "(spooling them if the store is down), unless --no-store.")
     probe.add_argument("-c", "--config", required=True, help="config file (YAML)")
     probe.add_argument("--once", action="store_true", required=True, help="run once and exit (the only mode for now)")
     probe.add_argument("--check", action="append", metavar="NAME", help="only this check (repeatable)")
-    probe.add_argument("--json", action="store_true", help="print one JSON object per result (DESIGN §3.2) instead of a table")
+    probe.add_argument("--json", action="store_true", help="print one JSON object per result (README: One result) instead of a table")
     probe.add_argument("--no-store", action="store_true", help="only print: no cross-vantage verdicts, nothing written to the store")
+    probe.add_argument("--exit-code", action="store_true",
+                       help="exit 3 if any check failed (its result, for dns and site its summary, is not ok); for cron and Nagios-style wrappers")
 
-    cc = sub.add_parser("check-config", help="validate a config file", description="Validate a config file; print every problem as FILE:LINE: key: message.")
+    cc = command("check-config", help="validate a config file", description="Validate a config file; print every problem as FILE:LINE: key: message.")
     cc.add_argument("config", help="config file (YAML)")
 
-    db = sub.add_parser("db", help="database maintenance")
+    command("sample-config", help="print the documented sample config", description="Print the embedded sample config, every key documented with its default.")
+
+    results = command("results", help="show stored results", description="Recent results from the store (SQLite or PostgreSQL), oldest first: an aligned table, or JSON lines.")
+    results.add_argument("-c", "--config", required=True, help="config file (YAML): where the store is")
+    results.add_argument("--check", action="append", metavar="NAME", help="only this check (repeatable)")
+    results.add_argument("--vantage", help="only this vantage")
+    results.add_argument("--agent", help="only this agent")
+    results.add_argument("--since", default="1h", help="how far back (a duration: 30m, 1h, 2d; default 1h)")
+    results.add_argument("--limit", type=int, default=50, help="at most this many, the newest (default 50)")
+    results.add_argument("--json", action="store_true", help="one JSON object per result (README: One result)")
+
+    episodes = command("episodes", help="show verdict episodes", description="Verdict episodes from the store: when each (check, vantage, agent) was under which verdict, with the evidence.")
+    episodes.add_argument("-c", "--config", required=True, help="config file (YAML): where the store is")
+    episodes.add_argument("--open", action="store_true", help="only the episodes still open")
+    episodes.add_argument("--check", action="append", metavar="NAME", help="only this check (repeatable)")
+    episodes.add_argument("--agent", help="only this agent")
+    episodes.add_argument("--since", default="7d", help="episodes open then or ended since (a duration; default 7d)")
+    episodes.add_argument("--limit", type=int, default=100, help="at most this many, the newest (default 100)")
+    episodes.add_argument("--json", action="store_true", help="one JSON object per episode")
+
+    db = command("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    up = dbsub.add_parser("upgrade", help="migrate the store's schema to the latest version")
+    up = dbsub.add_parser("upgrade", parents=[common], help="migrate the store's schema to the latest version")
     up.add_argument("-c", "--config", required=True, help="config file (YAML)")
     return p
 
 
-def _load(path: str) -> Config | None:
+class _Usage(Exception):
+    """A usage or config problem: print the lines, exit 2."""
+
+    def __init__(self, *lines: str):
+        self.lines = lines
+
+
+def _load(path: str) -> Config:
     try:
         return load_config(path)
     except ConfigError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        return None
+        raise _Usage(*e.problems) from None
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # APScheduler logs every job start at INFO; keep its warnings (skipped runs) only.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+def _since(text: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError as e:
+        raise _Usage(f"--since: {e}") from None
+
+
+@contextlib.contextmanager
+def _sample_config() -> Iterator[Path]:
+    with resources.as_file(resources.files("monitor").joinpath(SAMPLE_CONFIG)) as path:
+        yield path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level)
-    if args.command == "check-config":
-        cfg = _load(args.config)
-        if cfg is None:
-            return EXIT_USAGE
-        print(f"{args.config}: ok ({len(cfg.checks)} checks, {len(cfg.vantages)} vantages)")
-        return EXIT_OK
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_USAGE
+    setup_logging(args.log_level, args.log_format)
+    handler = COMMANDS[args.command]
     try:
-        if args.command == "run":
-            from monitor.daemon import run_daemon
-
-            return asyncio.run(run_daemon(args.config, cfg))
-        if args.command == "probe":
-            return _probe(cfg, args)
-        if args.command == "db":
-            from monitor.store import upgrade
-
-            upgrade(cfg.storage.url)
-            print(f"database at {cfg.storage.url} is at the latest schema")
-            return EXIT_OK
+        return handler(args)
+    except _Usage as u:
+        for line in u.lines:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_RUNTIME
     except Exception as e:  # a runtime failure: say what, not a traceback, unless debugging
         log.error("%s: %s", type(e).__name__, e, exc_info=args.log_level == "debug")
         return EXIT_RUNTIME
-    return EXIT_USAGE
 
 
-async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> list[ProbeResult]:
-    """Every (check, vantage) once, concurrently within the configured cap, in config order.
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    problems = runnable_problems(cfg, args.config)
+    if problems:
+        raise _Usage(*problems)
+    print(f"{args.config}: ok ({len(cfg.checks)} checks, {len(cfg.vantages)} vantages)")
+    return EXIT_OK
+
+
+def _cmd_sample_config(args: argparse.Namespace) -> int:
+    with _sample_config() as path:
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import run_daemon
+
+    with contextlib.ExitStack() as stack:
+        path = args.config
+        if path is None:
+            path = str(stack.enter_context(_sample_config()))
+            log.info("no -c given: running the embedded sample config %s (see `monitor sample-config`)", path)
+        cfg = _load(path)
+        problems = runnable_problems(cfg, path)
+        if problems:
+            raise _Usage(*problems)
+        set_agent(cfg.agent)
+        return asyncio.run(run_daemon(path, cfg))
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from monitor.store import upgrade
+
+    cfg = _load(args.config)
+    upgrade(cfg.storage.dsn)
+    print(f"database at {cfg.storage.display_url} is at the latest schema")
+    return EXIT_OK
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    set_agent(cfg.agent)
+    names = set(args.check or [])
+    unknown = names - {c.name for c in cfg.checks}
+    if unknown:
+        raise _Usage(f"unknown check(s): {', '.join(sorted(unknown))} (known: {', '.join(c.name for c in cfg.checks)})")
+    checks = [c for c in cfg.checks if not names or c.name in names]
+    runs, stored = asyncio.run(_measure_once(cfg, checks, store=not args.no_store))
+    for results in runs:
+        for result in results:
+            if args.json:
+                print(json.dumps(result.to_json(), separators=(",", ":")), flush=True)
+            else:
+                failure = f"{result.failure.cls}@{result.failure.operation}: {result.failure.detail}" if result.failure else ""
+                print(f"{'OK  ' if result.ok else 'FAIL'} {result.check:<20} {result.vantage:<12} {result.target:<40} {result.duration_s*1000:8.1f} ms  {failure}", flush=True)
+    if not stored:
+        return EXIT_RUNTIME
+    if args.exit_code and any(results and not results[-1].ok for results in runs):
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> tuple[list[list[ProbeResult]], bool]:
+    """Every (check, vantage) once, concurrently within the configured cap, in config order;
+    the results of each run, and whether storing went well (True without `store`).
 
     With `store`, as the daemon does: each run judged with the other vantages and its episode
-    stepped (monitor/judgement.py), its results written through the same writer and spool."""
-    from monitor.daemon import try_prepare_store, writer_for
-    from monitor.judgement import Judge
+    stepped (monitor/judgement.py), its results written through the same writer and spool.
+    A failure there is logged and the results are still returned, to be printed."""
     from monitor.probes import measure
-    from monitor.store.spool import SpoolInUse
     from monitor.vantage import vantages_from_config
 
     vantages = vantages_from_config(cfg)
@@ -124,38 +251,96 @@ async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> lis
             return check, await measure(check, vantages[vantage], agent=cfg.agent)
 
     runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
+    stored = True
     if store:
-        await try_prepare_store(cfg.storage.url)
         try:
-            writer = writer_for(cfg)
-        except SpoolInUse as e:  # the daemon of this agent runs here: don't fail, write directly
-            log.warning("%s; writing without a spool", e)
-            writer = writer_for(cfg, spool=False)
-        judge = Judge(cfg.storage.url, cfg.analysis, cfg.agent)
-        writing = asyncio.create_task(writer.run())
-        try:
-            for check, results in runs:
-                await asyncio.to_thread(judge.conclude, check, results)
-                for result in results:
-                    writer.submit(result)
-        finally:
-            judge.close()
-            await writer.close()
-            await writing
-    return [r for _, results in runs for r in results]
+            await _judge_and_store(cfg, runs)
+        except Exception as e:
+            log.error("results measured but not stored: %s: %s", type(e).__name__, e)
+            stored = False
+    return [results for _, results in runs], stored
 
 
-def _probe(cfg: Config, args: argparse.Namespace) -> int:
-    names = set(args.check or [])
-    unknown = names - {c.name for c in cfg.checks}
-    if unknown:
-        print(f"unknown check(s): {', '.join(sorted(unknown))} (known: {', '.join(c.name for c in cfg.checks)})", file=sys.stderr)
-        return EXIT_USAGE
-    checks = [c for c in cfg.checks if not names or c.name in names]
-    for result in asyncio.run(_measure_once(cfg, checks, store=not args.no_store)):
-        if args.json:
-            print(json.dumps(result.to_json(), separators=(",", ":"), sort_keys=False), flush=True)
-        else:
-            failure = f"{result.failure.cls}@{result.failure.operation}: {result.failure.detail}" if result.failure else ""
-            print(f"{'OK  ' if result.ok else 'FAIL'} {result.check:<20} {result.vantage:<12} {result.target:<40} {result.duration_s*1000:8.1f} ms  {failure}", flush=True)
+async def _judge_and_store(cfg: Config, runs: list[tuple[Check, list[ProbeResult]]]) -> None:
+    from monitor.daemon import try_prepare_store, writer_for
+    from monitor.judgement import Judge
+    from monitor.store.spool import SpoolInUse
+
+    await try_prepare_store(cfg.storage.dsn)
+    try:
+        writer = writer_for(cfg)
+    except SpoolInUse as e:  # the daemon of this agent runs here: don't fail, write directly
+        log.warning("%s; writing without a spool", e)
+        writer = writer_for(cfg, spool=False)
+    judge = Judge(cfg.storage.dsn, cfg.analysis, cfg.agent)
+    writing = asyncio.create_task(writer.run())
+    try:
+        for check, results in runs:
+            await asyncio.to_thread(judge.conclude, check, results)
+            for result in results:
+                writer.submit(result)
+    finally:
+        judge.close()
+        await writer.close()
+        await writing
+
+
+def _reading(cfg: Config, read: Callable) -> list:
+    """Run `read(session)` on the configured store."""
+    from sqlalchemy.orm import Session
+
+    from monitor.store import make_engine
+
+    engine = make_engine(cfg.storage.dsn)
+    try:
+        with Session(engine) as session:
+            return read(session)
+    finally:
+        engine.dispose()
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from monitor.model import utcnow
+    from monitor.store import recent_results
+    from monitor.views import result_lines, result_rows
+
+    cfg = _load(args.config)
+    since = utcnow() - _since(args.since)
+    found = _reading(cfg, lambda s: recent_results(s, checks=args.check, vantage=args.vantage, agent=args.agent, since=since, limit=args.limit))
+    if args.json:
+        lines = result_lines(found)
+    elif found:
+        lines = result_rows(found)
+    else:
+        lines = [f"no results since {args.since} ago matching the filters"]
+    print("\n".join(lines))
     return EXIT_OK
+
+
+def _cmd_episodes(args: argparse.Namespace) -> int:
+    from monitor.model import utcnow
+    from monitor.store.episodes import list_episodes
+    from monitor.views import episode_lines, episode_rows
+
+    cfg = _load(args.config)
+    since = utcnow() - _since(args.since)
+    found = _reading(cfg, lambda s: list_episodes(s, since=since, open_only=args.open, checks=args.check, agent=args.agent, limit=args.limit))
+    if args.json:
+        lines = episode_lines(found)
+    elif found:
+        lines = episode_rows(found)
+    else:
+        lines = ["no open episodes" if args.open else f"no episodes since {args.since} ago"]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _cmd_run,
+    "probe": _cmd_probe,
+    "check-config": _cmd_check_config,
+    "sample-config": _cmd_sample_config,
+    "results": _cmd_results,
+    "episodes": _cmd_episodes,
+    "db": _cmd_db,
+}

@@ -123,21 +123,36 @@ def run_unbound(directory: Path, records: list[str], tls: CertFiles | None = Non
     if UNBOUND is None:
         raise RuntimeError("unbound is not installed")
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    tls_port = free_port() if tls else None
-    https_port = free_port() if tls else None
-    conf = directory / "unbound.conf"
-    conf.write_text(_config(directory, port, records, tls, tls_port, https_port))
-    log = directory / "unbound.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([str(UNBOUND), "-d", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    # A port free for TCP on 127.0.0.1 when asked may be taken for UDP, on ::1, or by another
+    # test process before unbound binds it: pick new ports and try again (a few times).
+    for attempt in range(5):
+        port = free_port()
+        tls_port = free_port() if tls else None
+        https_port = free_port() if tls else None
+        conf = directory / "unbound.conf"
+        conf.write_text(_config(directory, port, records, tls, tls_port, https_port))
+        log = directory / "unbound.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([str(UNBOUND), "-d", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_ready(port, process, log)
+            break
+        except RuntimeError:
+            _stop(process)
+            if attempt == 4 or "address already in use" not in log.read_text():
+                raise
     try:
-        _wait_ready(port, process, log)
         yield Unbound(port, tls_port, https_port)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
