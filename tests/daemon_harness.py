@@ -84,19 +84,23 @@ class DaemonProcess:
                 self.proc.wait()
 
 
-def start_daemon(config_text: str, tmp_path: Path, *, port: int | None = None, log_level: str = "debug") -> DaemonProcess:
-    """Write the config (with `{port}` substituted) and start the daemon; wait for /healthz."""
+def start_daemon(
+    config_text: str, tmp_path: Path, *, port: int | None = None, log_level: str = "debug", log_format: str = "text",
+    env: dict[str, str] | None = None,
+) -> DaemonProcess:
+    """Write the config (with `{port}` substituted) and start the daemon; wait for /healthz.
+    The global options go after the command, as an operator may type them."""
     port = port or free_port()
     config_path = tmp_path / "config.yaml"
     config_path.write_text(config_text.replace("{port}", str(port)))
     stderr_path = tmp_path / "daemon.log"
     err = open(stderr_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "--log-level", log_level, "run", "-c", str(config_path)],
+        [sys.executable, "-m", "monitor", "run", "-c", str(config_path), "--log-level", log_level, "--log-format", log_format],
         stdout=subprocess.DEVNULL,
         stderr=err,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     daemon = DaemonProcess(config_path, port, proc, stderr_path, err)
     deadline = time.monotonic() + 20
