@@ -4,6 +4,8 @@ one way. Every case checks the class and operation the probe names, and the fact
 
 from __future__ import annotations
 
+import tracemalloc
+
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -241,6 +243,8 @@ async def test_dot_connection_refused(vantage):  # noqa: F811
     ("forbidden", F.HTTP_STATUS, Op.HTTP_ROUND_TRIP),
     ("html", F.DNS_MALFORMED, Op.DNS_ROUND_TRIP),
     ("oversized", F.RESPONSE_TOO_LARGE, Op.READ),
+    ("gzip_bomb", F.RESPONSE_TOO_LARGE, Op.READ),
+    ("brotli", F.HTTP_PROTOCOL_ERROR, Op.READ),
 ])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_doh_without_a_dns_answer(pki, vantage, serve, behaviour, cls, operation, method):  # noqa: F811
@@ -249,6 +253,18 @@ async def test_doh_without_a_dns_answer(pki, vantage, serve, behaviour, cls, ope
     assert (r.failure.cls, r.failure.operation) == (cls, operation)
     assert r.facts["http_version"] == "HTTP/1.1" and set(r.phases) == {"connect", "tls", "dns_round_trip"}
     assert server.requests == 1
+
+
+async def test_doh_gzip_bomb_is_capped_on_the_decoded_bytes(pki, vantage, serve):  # noqa: F811
+    server = await serve(HostileDoh("gzip_bomb", server_context(pki.valid)))
+    tracemalloc.start()
+    try:
+        r = await one(check(server.url()), vantage)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.failure.cls == F.RESPONSE_TOO_LARGE
+    assert peak < 16 << 20, f"{peak} bytes at peak: the 64 MiB body was inflated"
 
 
 async def test_doh_status_is_named(pki, vantage, serve):  # noqa: F811

@@ -3,6 +3,8 @@ banner servers on loopback: both parts side by side in one result."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import time
 from pathlib import Path
 
@@ -57,6 +59,18 @@ async def test_smart_http_and_ssh_both_work(git_server, sshd, vantage):
     assert git_server.requests[-1].target == "/repo.git/info/refs?service=git-upload-pack"
     assert "git-protocol" not in git_server.requests[-1].headers  # protocol v0, as git clone starts
     assert result.target == f"{git_server.url('/repo.git')} + ssh://{sshd.address}"
+
+
+async def test_a_gzip_bomb_is_capped_on_the_decoded_bytes(git_server, vantage):
+    tracemalloc.start()
+    try:
+        result = await run(git_check(url=git_server.url("/bomb/repo.git")), vantage)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (result.failure.cls, result.failure.operation) == ("http_protocol_error", "verify")
+    assert "no ref advertised in the first" in result.failure.detail
+    assert peak < 16 << 20, f"{peak} bytes at peak: the 64 MiB advertisement was inflated"
 
 
 async def test_ssh_refused_while_https_works(git_server, vantage):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
+import zlib
 from typing import Any
 
 import dns.exception
@@ -20,6 +21,7 @@ import dns.message
 import httpx
 
 from monitor.model import Failure, FailureClass, Operation, Phase
+from monitor.probes._decoded import ACCEPT_ENCODING, BodyTooLarge, UnsupportedEncoding, decoded_chunks
 from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError
 from monitor.probes.dns_exchange import MAX_MESSAGE, Options, endpoint, failed, finish
@@ -45,7 +47,7 @@ class _RoundTrip:
 
 
 def _request(client: httpx.AsyncClient, url: str, wire: bytes, method: str, timing: _RoundTrip) -> httpx.Request:
-    headers = {"accept": DNS_MESSAGE}
+    headers = {"accept": DNS_MESSAGE, "accept-encoding": ACCEPT_ENCODING}
     extensions = {"trace": timing}
     if method == "GET":
         encoded = base64.urlsafe_b64encode(wire).rstrip(b"=").decode("ascii")
@@ -96,12 +98,16 @@ async def _body(response: httpx.Response, timing: _RoundTrip, m: Measurement) ->
         raise NetError(Failure(FailureClass.HTTP_STATUS, Operation.HTTP_ROUND_TRIP, f"status {response.status_code}, expected 2xx"), timing.elapsed())
     body = b""
     try:
-        async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # decoded: a server may gzip
-            async for chunk in chunks:  # each chunk >= 1 byte, so at most MAX_MESSAGE + 1 turns
+        # Decoded (a server may gzip) with the cap on the decoded bytes.
+        async with contextlib.aclosing(decoded_chunks(response, MAX_MESSAGE)) as chunks:
+            async for chunk in chunks:
                 body += chunk
-                if len(body) > MAX_MESSAGE:
-                    m.add(Phase.DNS_ROUND_TRIP, timing.elapsed())
-                    raise NetError(Failure(FailureClass.RESPONSE_TOO_LARGE, Operation.READ, f"body exceeds {MAX_MESSAGE} bytes, the largest DNS message"), timing.elapsed())
+    except BodyTooLarge:
+        m.add(Phase.DNS_ROUND_TRIP, timing.elapsed())
+        raise NetError(Failure(FailureClass.RESPONSE_TOO_LARGE, Operation.READ, f"body exceeds {MAX_MESSAGE} bytes, the largest DNS message"), timing.elapsed()) from None
+    except (UnsupportedEncoding, zlib.error) as e:
+        m.add(Phase.DNS_ROUND_TRIP, timing.elapsed())
+        raise NetError(Failure(FailureClass.HTTP_PROTOCOL_ERROR, Operation.READ, f"undecodable body: {e}"), timing.elapsed()) from None
     except (httpx.HTTPError, OSError) as e:
         m.add(Phase.DNS_ROUND_TRIP, timing.elapsed())
         raise failed(e, Operation.READ, timing.elapsed()) from e

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import socket
 import time
+import zlib
 from typing import Awaitable, Callable, Iterator
 
 import httpx
@@ -32,6 +33,7 @@ from monitor.config import GitCheck, split_host_port
 from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult
 from monitor.probes import http as _http
 from monitor.probes._classify import classify
+from monitor.probes._decoded import ACCEPT_ENCODING, BodyTooLarge, UnsupportedEncoding, decoded_chunks
 from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError
 from monitor.vantage import Vantage
@@ -79,7 +81,7 @@ async def _smart_http(check: GitCheck, m: Measurement) -> Failure | None:
     request = _http.request_for(
         check,
         check.url.rstrip("/") + "/info/refs?service=git-upload-pack",
-        headers={"User-Agent": _USER_AGENT},
+        headers={"User-Agent": _USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
         auth=check.auth,
         expect_status=[200],
         max_body_bytes=_MAX_ADVERTISEMENT,
@@ -124,16 +126,20 @@ def _advertised_type(response: httpx.Response, m: Measurement) -> Failure | None
 
 
 async def _first_ref(response: httpx.Response, m: Measurement) -> Failure | None:
-    """Read the advertisement until its first ref is in (decoded: a host may gzip it)."""
+    """Read the advertisement until its first ref is in (decoded — a host may gzip it — with
+    the cap on the decoded bytes)."""
     body = b""
-    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
-        async for chunk in chunks:  # each chunk >= 1 byte; the cap below ends the loop
-            body += chunk
-            found = _parse_advertisement(body, complete=False)
-            if found is not None:
-                return _describe_ref(found, m)
-            if len(body) > _MAX_ADVERTISEMENT:
-                return _not_git(f"no ref advertised in the first {_MAX_ADVERTISEMENT} bytes")
+    try:
+        async with contextlib.aclosing(decoded_chunks(response, _MAX_ADVERTISEMENT)) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                found = _parse_advertisement(body, complete=False)
+                if found is not None:
+                    return _describe_ref(found, m)
+    except BodyTooLarge:
+        return _not_git(f"no ref advertised in the first {_MAX_ADVERTISEMENT} bytes")
+    except (UnsupportedEncoding, zlib.error) as e:
+        return Failure(F.HTTP_PROTOCOL_ERROR, Operation.READ, f"undecodable advertisement: {e}")
     return _describe_ref(_parse_advertisement(body, complete=True), m)
 
 

@@ -1,6 +1,7 @@
 """A git smart-HTTP server: git's own `git http-backend` run as a CGI program behind a small
 HTTP/1.1 front, one request per connection, serving the bare repositories under a root.
-`/portal/...` answers 200 with an HTML page instead, as a captive portal or a login wall does.
+`/portal/...` answers 200 with an HTML page instead, as a captive portal or a login wall does;
+`/bomb/...` answers a gzip-encoded "advertisement" of ~64 KB that inflates to 64 MiB of zeros.
 
 `make_repositories(directory)` creates `repo.git` (one commit on main) and `empty.git`.
 """
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.servers.dns_doh_hostile import gzip_bomb
 from tests.servers.http import Request, _parse
 from tests.servers.tcp import HOLD_MAX, TcpServer
 
@@ -57,6 +59,9 @@ class GitHttpServer(TcpServer):
         path, _, query = request.target.partition("?")
         if path.startswith("/portal/"):
             status, headers, body = 200, [("Content-Type", "text/html")], _PORTAL
+        elif path.startswith("/bomb/"):
+            headers = [("Content-Type", "application/x-git-upload-pack-advertisement"), ("Content-Encoding", "gzip")]
+            status, body = 200, gzip_bomb()
         else:
             status, headers, body = await self._cgi(request.method, path, query)
         head = [f"HTTP/1.1 {status} X", *(f"{k}: {v}" for k, v in headers), f"Content-Length: {len(body)}", "Connection: close"]
