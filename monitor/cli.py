@@ -264,9 +264,10 @@ async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> tup
 async def _judge_and_store(cfg: Config, runs: list[tuple[Check, list[ProbeResult]]]) -> None:
     from monitor.daemon import try_prepare_store, writer_for
     from monitor.judgement import Judge
+    from monitor.store.executor import run_in_store_thread
     from monitor.store.spool import SpoolInUse
 
-    await try_prepare_store(cfg.storage.dsn)
+    await try_prepare_store(cfg.storage.dsn, migrate=cfg.storage.migrate)
     try:
         writer = writer_for(cfg)
     except SpoolInUse as e:  # the daemon of this agent runs here: don't fail, write directly
@@ -276,7 +277,7 @@ async def _judge_and_store(cfg: Config, runs: list[tuple[Check, list[ProbeResult
     writing = asyncio.create_task(writer.run())
     try:
         for check, results in runs:
-            await asyncio.to_thread(judge.conclude, check, results)
+            await run_in_store_thread(judge.conclude, check, results)
             for result in results:
                 writer.submit(result)
     finally:

@@ -213,6 +213,9 @@ class StorageConfig(_Model):
     # spool-<agent>. At most spool_max_results are kept; beyond that the oldest are dropped.
     spool_dir: str | None = None
     spool_max_results: int = Field(default=100000, ge=1)
+    # Migrate the schema at start (agents take turns on a shared PostgreSQL). false: an
+    # operator runs `monitor db upgrade`; until then an older schema means results spool.
+    migrate: bool = True
 
     @field_validator("url")
     @classmethod

@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,11 +26,14 @@ from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
 from monitor.judgement import Judge
+from monitor.model import ProbeResult, VerdictName
 from monitor.probes import measure
 from monitor.scheduler import CheckScheduler
 from monitor.probes.goproxy import VERIFIED_TREES
 from monitor.store import ResultWriter, all_sumdb_trees, make_engine, upgrade
 from monitor.store.engine import describe_error
+from monitor.store.executor import run_in_store_thread
+from monitor.store.migrate import SchemaBehind
 from monitor.store.retention import prune_forever
 from monitor.vantage import Vantage, vantages_from_config
 
@@ -47,14 +51,18 @@ class Daemon:
         registry.register(
             MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
         )
-        self.server = ExporterServer(config.exporter.listen, registry, self.reload if config.exporter.reload_enabled else None)
+        self.server = ExporterServer(config.exporter.listen, registry, self.reload if config.exporter.reload_enabled else None, self.health)
         self.scheduler = CheckScheduler(
-            self._measure, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag
+            self._measure, self._conclude, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag, on_skip=self.state.record_skip
         )
         # Cross-vantage verdicts and episodes (monitor/judgement.py); the store is read per run.
         self.judge = Judge(config.storage.dsn, config.analysis, config.agent)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._writer_task: asyncio.Task | None = None
+        self._store_prepared = False
+        self._judge_errors = 0  # judge steps in a row that raised
+        self._judge_last_error = ""
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -63,10 +71,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
         prepare_task = None
-        if not await try_prepare_store(self.config.storage.dsn):
+        self._store_prepared = await try_prepare_store(self.config.storage.dsn, migrate=self.config.storage.migrate)
+        if not self._store_prepared:
             # Start measuring anyway: the writer spools to disk until the store is back.
             prepare_task = asyncio.create_task(self._prepare_store_until_ready(), name="prepare-store")
-        writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
+        writer_task = self._writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
+        writer_task.add_done_callback(self._writer_ended)
         prune_engine = make_engine(self.config.storage.dsn)
         prune_task = asyncio.create_task(prune_forever(prune_engine, self.config.storage.retention_raw), name="retention")
         await self.server.start()
@@ -86,8 +96,8 @@ class Daemon:
         await asyncio.gather(*(t for t in (prune_task, prepare_task) if t is not None), return_exceptions=True)
         prune_engine.dispose()
         self.judge.close()
-        await self.writer.close()
-        await writer_task
+        await self.writer.close()  # flushes the queue itself if the writer task died
+        await asyncio.gather(writer_task, return_exceptions=True)
         log.info("stopped; %d results written", self.writer.written)
         return 0
 
@@ -113,15 +123,24 @@ class Daemon:
             log.info("config reloaded: %d checks", len(self.config.checks))
             return True, f"reloaded: {len(self.config.checks)} checks"
 
-    async def _measure(self, check: Check, vantage_name: str) -> None:
-        vantage = self.vantages[vantage_name]
-        results = await measure(check, vantage, agent=self.config.agent)
-        verdict = await asyncio.to_thread(self.judge.conclude, check, results)
-        if verdict is not None:
-            self.state.record_verdict(check.name, vantage_name, verdict.value)
+    async def _measure(self, check: Check, vantage_name: str) -> list[ProbeResult]:
+        vantage = self.vantages.get(vantage_name)
+        if vantage is None:  # a reload removed it while this run waited
+            return []
+        return await measure(check, vantage, agent=self.config.agent)
+
+    async def _conclude(self, check: Check, vantage_name: str, results: list[ProbeResult], current: bool) -> None:
+        """Judge the run and record it. Every result goes to the writer; a run whose check a
+        reload removed or changed meanwhile (not `current`) neither steps the episode nor
+        brings its series back."""
+        if current:
+            verdict = await self._judged(check, results)
+            if verdict is not None:
+                self.state.record_verdict(check.name, vantage_name, verdict.value)
         for result in results:
             self.writer.submit(result)
-            self.state.record(result)
+            if current:
+                self.state.record(result)
             log.debug(
                 "result id=%s check=%s vantage=%s target=%s ok=%s failure=%s",
                 result.id, result.check, result.vantage, result.target, result.ok,
@@ -129,9 +148,46 @@ class Daemon:
             )
 
     async def _prepare_store_until_ready(self) -> None:
-        while not await try_prepare_store(self.config.storage.dsn):
+        while not await try_prepare_store(self.config.storage.dsn, migrate=self.config.storage.migrate, quiet=True):
             await asyncio.sleep(STORE_RETRY_S)
-        log.info("store ready: schema upgraded, spooled results will be replayed")
+        self._store_prepared = True
+        log.info("store ready: schema current, spooled results will be replayed")
+
+    def _writer_ended(self, task: asyncio.Task) -> None:
+        if not self._stop.is_set() and not task.cancelled() and task.exception() is not None:
+            log.error("the store writer stopped: %s: %s (results are no longer stored; /healthz fails)",
+                      type(task.exception()).__name__, task.exception())
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz and /readyz say: each part's state, and whether results reach the store."""
+        writer_alive = self._writer_task is not None and not self._writer_task.done()
+        writer = {
+            "status": "ok" if writer_alive and self.writer.store_ok else ("degraded" if writer_alive else "failing"),
+            "why": "" if writer_alive and self.writer.store_ok else ("the store does not take results: they spool" if writer_alive else "the writer task has stopped"),
+            "queued": self.writer.queue_depth, "spooled": self.writer.spooled, "written": self.writer.written, "dropped": self.writer.dropped,
+            "last_write": self.writer.last_write_at,
+        }
+        scheduler = {"status": "ok" if self.scheduler.running else "failing", "why": "" if self.scheduler.running else "not running",
+                     "jobs": self.scheduler.jobs, "running_probes": self.scheduler.running_probes}
+        judge = {"status": "ok" if self._judge_errors == 0 else "degraded", "why": self._judge_last_error if self._judge_errors else "",
+                 "errors_in_a_row": self._judge_errors}
+        parts = {"writer": writer, "scheduler": scheduler, "judge": judge}
+        statuses = {d["status"] for d in parts.values()}
+        status = "failing" if "failing" in statuses else ("degraded" if "degraded" in statuses else "ok")
+        return {"status": status, "ready": self._store_prepared and self.writer.store_ok and writer_alive, **parts}
+
+    async def _judged(self, check: Check, results: list[ProbeResult]) -> VerdictName | None:
+        """The judge step, bounded in time; whatever happens there, the results are still stored."""
+        try:
+            verdict = await run_in_store_thread(self.judge.conclude, check, results, timeout=JUDGE_TIMEOUT_S)
+        except Exception as e:  # a bug, or the store slower than the bound: the run keeps its probe's verdict
+            self._judge_errors += 1
+            self._judge_last_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            log.error("judging %s failed (%s); its results are stored without cross-vantage verdict", check.name, self._judge_last_error,
+                      exc_info=not isinstance(e, TimeoutError))
+            return None
+        self._judge_errors = 0
+        return verdict
 
     def _record_lag(self, check: str, vantage: str, seconds: float) -> None:
         self.state.scheduler_lag[(check, vantage)] = seconds
@@ -139,6 +195,9 @@ class Daemon:
 
 # How often an agent that started while its store was unreachable tries it again.
 STORE_RETRY_S = 10.0
+# The longest a run waits for its judge step (cross-vantage verdict, episode) before its
+# results are stored without it.
+JUDGE_TIMEOUT_S = 10.0
 
 
 def writer_for(config: Config, *, spool: bool = True) -> ResultWriter:
@@ -155,13 +214,14 @@ def writer_for(config: Config, *, spool: bool = True) -> ResultWriter:
     )
 
 
-def prepare_store(url: str) -> None:
-    """Migrate the store, then seed the goproxy probes with the checksum-database trees
-    verified earlier, so a fork against anything this agent ever saw is detected.
+def prepare_store(url: str, *, migrate: bool = True) -> None:
+    """Migrate the store (unless told not to: then it must be current already), then seed the
+    goproxy probes with the checksum-database trees verified earlier, so a fork against
+    anything this agent ever saw is detected.
 
     Seeding happens once, when the store is first reached: adopting another agent's larger
     tree later would skip proving it consistent with ours."""
-    upgrade(url)
+    upgrade(url, migrate=migrate)
     engine = make_engine(url)
     try:
         with Session(engine) as session:
@@ -171,14 +231,18 @@ def prepare_store(url: str) -> None:
         engine.dispose()
 
 
-async def try_prepare_store(url: str) -> bool:
-    """prepare_store, with an unreachable store logged rather than fatal."""
+async def try_prepare_store(url: str, *, migrate: bool = True, quiet: bool = False) -> bool:
+    """prepare_store, with a store that cannot be used yet logged rather than fatal (`quiet`:
+    at debug, for the retries after the first warning)."""
+    level = logging.DEBUG if quiet else logging.WARNING
     try:
-        await asyncio.to_thread(prepare_store, url)
+        await run_in_store_thread(prepare_store, url, migrate=migrate)
         return True
     except SQLAlchemyError as e:
-        log.warning("store unreachable, results go to the spool until it is back: %s", describe_error(e))
-        return False
+        log.log(level, "store unreachable, results go to the spool until it is back: %s", describe_error(e))
+    except (SchemaBehind, TimeoutError) as e:
+        log.log(logging.ERROR if not quiet else logging.DEBUG, "store not ready, results go to the spool until it is: %s", e)
+    return False
 
 
 async def run_daemon(config_path: str | Path, config: Config) -> int:

@@ -5,7 +5,11 @@
 - `max_instances=1`: a check never overlaps with itself (a slow run makes the next one skip);
 - `coalesce=True`: runs missed while the loop was busy collapse into one;
 - a global semaphore caps how many probes run at once;
-- lag (how late a run started, including the wait for the concurrency cap) is reported.
+- lag (how late a run started, including the wait for the concurrency cap) is reported, and
+  for a run still waiting to start, how late it is so far (updated every second);
+- every run that does not happen is counted: `overlap` when the previous run of the same
+  check was still going, `late` when the loop or the cap delayed runs past their next one
+  (coalesced or missed) — so a check that silently stopped running shows in the metrics.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobExecutionEvent, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -26,8 +31,13 @@ from monitor.config import Check, Config
 
 log = logging.getLogger(__name__)
 
-Measure = Callable[[Check, str], Awaitable[None]]
+Measure = Callable[[Check, str], Awaitable[list[Any]]]  # the probe: under the concurrency cap
+Conclude = Callable[[Check, str, list[Any], bool], Awaitable[None]]  # judge and record; bool: still current
 LagSink = Callable[[str, str, float], None]
+SkipSink = Callable[[str, str, str, int], None]  # check, vantage, reason (overlap | late), runs
+
+# How often the lag of runs still waiting for the concurrency cap is reported.
+WAITING_REPORT_S = 1.0
 
 
 def job_id(check: str, vantage: str) -> str:
@@ -40,15 +50,27 @@ def jitter_for(interval: float) -> float:
 
 
 class CheckScheduler:
-    def __init__(self, measure: Measure, *, max_concurrency: int, on_lag: LagSink):
+    def __init__(
+        self, measure: Measure, conclude: Conclude, *, max_concurrency: int, on_lag: LagSink, on_skip: SkipSink = lambda *_: None
+    ):
         self._measure = measure
+        self._conclude = conclude
         self._on_lag = on_lag
+        self._on_skip = on_skip
         self._cap = asyncio.Semaphore(max_concurrency)
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        self._scheduler.add_listener(self._on_refused, EVENT_JOB_MAX_INSTANCES)
+        self._scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self._submit_lag: dict[str, float] = {}
+        self._due: dict[str, datetime] = {}  # job id -> the newest run time APScheduler acted on
+        self._waiting: dict[str, datetime] = {}  # job id -> scheduled time of a run waiting for the cap
         self._checks: dict[str, Check] = {}  # job id -> check as last applied
         self._running: set[asyncio.Task] = set()
+        self._reporter: asyncio.Task | None = None
+        # One run per (check, vantage) at a time, also across a reload that replaced the job:
+        # the new job's first run waits for the old one to finish (and shows that as lag).
+        self._one_at_a_time: dict[str, asyncio.Lock] = {}
 
     def apply(self, config: Config) -> set[str]:
         """Make the jobs match `config`; unchanged checks keep their schedule.
@@ -60,6 +82,10 @@ class CheckScheduler:
             if jid not in wanted or wanted[jid][0] != self._checks[jid]:
                 self._scheduler.remove_job(jid)
                 del self._checks[jid]
+                self._due.pop(jid, None)
+                self._waiting.pop(jid, None)
+                if jid not in wanted:
+                    self._one_at_a_time.pop(jid, None)  # a run still going holds its own reference
         now = datetime.now(timezone.utc)
         for jid, (check, vantage) in wanted.items():
             if jid in self._checks:
@@ -81,12 +107,27 @@ class CheckScheduler:
         log.info("scheduled %d jobs (%d unchanged)", len(wanted), len(unchanged))
         return unchanged
 
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    @property
+    def jobs(self) -> int:
+        return len(self._checks)
+
+    @property
+    def running_probes(self) -> int:
+        return len(self._running)
+
     def start(self) -> None:
         self._scheduler.start()
+        self._reporter = asyncio.create_task(self._report_waiting(), name="scheduler-lag")
 
     async def shutdown(self, grace: float) -> None:
         """Stop firing; give running probes `grace` seconds to finish, then cancel them."""
         self._scheduler.shutdown(wait=False)
+        if self._reporter is not None:
+            self._reporter.cancel()
         running = set(self._running)
         if running:
             log.info("waiting up to %.1fs for %d running probes", grace, len(running))
@@ -99,18 +140,64 @@ class CheckScheduler:
     def _on_submitted(self, event: JobSubmissionEvent) -> None:
         scheduled = max(event.scheduled_run_times)
         self._submit_lag[event.job_id] = max(0.0, (datetime.now(timezone.utc) - scheduled).total_seconds())
+        self._waiting[event.job_id] = scheduled
+        self._count_passed_over(event.job_id, scheduled)
+
+    def _on_refused(self, event: JobSubmissionEvent) -> None:
+        """The previous run of this job is still going: this one does not happen."""
+        self._skip(event.job_id, "overlap", len(event.scheduled_run_times), "the previous run is still going")
+        self._count_passed_over(event.job_id, max(event.scheduled_run_times))
+
+    def _on_missed(self, event: JobExecutionEvent) -> None:
+        self._skip(event.job_id, "late", 1, "started past its misfire grace time")
+
+    def _count_passed_over(self, jid: str, scheduled: datetime) -> None:
+        """Run times between the last one acted on and this one were coalesced away (the
+        loop or the cap kept them from firing): APScheduler drops them without an event."""
+        check = self._checks.get(jid)
+        last, self._due[jid] = self._due.get(jid), scheduled
+        if check is None or last is None:
+            return
+        passed_over = round((scheduled - last).total_seconds() / check.interval) - 1  # jitter is at most 10 %
+        if passed_over > 0:
+            self._skip(jid, "late", passed_over, "runs came due while an earlier one waited")
+
+    def _skip(self, jid: str, reason: str, runs: int, why: str) -> None:
+        check = self._checks.get(jid)
+        if check is None:
+            return
+        vantage = jid.rsplit("@", 1)[1]
+        log.warning("check %s from %s: %d run(s) skipped (%s): %s", check.name, vantage, runs, reason, why)
+        self._on_skip(check.name, vantage, reason, runs)
+
+    async def _report_waiting(self) -> None:
+        """A run held back by the concurrency cap is late now, not only once it starts."""
+        while True:
+            await asyncio.sleep(WAITING_REPORT_S)
+            now = datetime.now(timezone.utc)
+            for jid, scheduled in list(self._waiting.items()):
+                check = self._checks.get(jid)
+                if check is not None:
+                    self._on_lag(check.name, jid.rsplit("@", 1)[1], max(0.0, (now - scheduled).total_seconds()))
 
     async def _run(self, check: Check, vantage: str) -> None:
+        """Probe under the concurrency cap, then judge and record outside it (the judge waits on
+        the store, which must not hold a probe's slot). A run whose check was removed or changed
+        meanwhile is concluded as stale: its results are stored, its series and episode left alone."""
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
+        jid = job_id(check.name, vantage)
         try:
             waited = time.monotonic()
             with logs.context(check=check.name, vantage=vantage):
-                async with self._cap:
-                    jid = job_id(check.name, vantage)
-                    lag = self._submit_lag.pop(jid, 0.0) + (time.monotonic() - waited)
-                    self._on_lag(check.name, vantage, lag)
-                    await self._measure(check, vantage)
+                async with self._one_at_a_time.setdefault(jid, asyncio.Lock()):
+                    async with self._cap:
+                        self._waiting.pop(jid, None)
+                        lag = self._submit_lag.pop(jid, 0.0) + (time.monotonic() - waited)
+                        if self._checks.get(jid) is check:  # a removed check's series stays gone
+                            self._on_lag(check.name, vantage, lag)
+                        results = await self._measure(check, vantage)
+                    await self._conclude(check, vantage, results, self._checks.get(jid) is check)
         finally:
             self._running.discard(task)

@@ -61,7 +61,7 @@ def test_daemon_scrape_reload_and_graceful_stop(tmp_path: Path, listener: int) -
         assert value(text, "probe_success", check="down") is None
         assert value(text, "monitor_probe_failures_total", check="down") is None
         assert value(text, "probe_success", check="up") == 1.0
-        assert d.get("/healthz") == (200, "ok\n")
+        assert d.get("/healthz") == (200, "ok\nwriter: ok\nscheduler: ok\njudge: ok\n")
     finally:
         code = d.stop()
     log = d.log()

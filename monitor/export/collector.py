@@ -121,10 +121,19 @@ class MonitorCollector(Collector):
         return verdict
 
     def _daemon_metrics(self, s: ExporterState) -> Iterator[Metric]:
-        lag = GaugeMetricFamily("monitor_scheduler_lag_seconds", "How late the last run of a check started", labels=["check", "vantage"])
+        lag = GaugeMetricFamily(
+            "monitor_scheduler_lag_seconds", "How late the last run of a check started (or, still waiting to start, is so far)", labels=["check", "vantage"]
+        )
         for (check, vantage), seconds in s.scheduler_lag.items():
             lag.add_metric([check, vantage], seconds)
         yield lag
+        skipped = CounterMetricFamily(
+            "monitor_scheduler_skipped_runs", "Runs that did not happen: overlap (the previous one still going) or late (coalesced, missed)",
+            labels=["check", "vantage", "reason"],
+        )
+        for (check, vantage, reason), runs in s.skipped_runs.items():
+            skipped.add_metric([check, vantage, reason], runs)
+        yield skipped
         yield GaugeMetricFamily("monitor_store_queue_depth", "Results waiting for the store writer", value=self.queue_depth())
         yield GaugeMetricFamily("monitor_store_spooled_results", "Results kept on local disk until the store takes them", value=self.spooled())
         yield GaugeMetricFamily("monitor_config_last_reload_successful", "1 if the last config (re)load succeeded", value=1.0 if s.reload_ok else 0.0)

@@ -1,4 +1,9 @@
-"""The daemon's small HTTP endpoint: GET /metrics, GET /healthz, POST /-/reload.
+"""The daemon's small HTTP endpoint: GET /metrics, GET /healthz, GET /readyz, POST /-/reload.
+
+/healthz is liveness: 200 while the writer, the scheduler and the judge do their jobs (a
+store outage is not a failure: results spool), 503 when one of them has stopped; one line per
+part. /readyz is readiness, as JSON with every part's detail: 200 once results reach the
+store, 503 while they spool.
 
 /-/reload is off (403) when no reload hook is given: the daemon gives none when the
 listener is reachable beyond loopback, unless exporter.enable_reload says otherwise.
@@ -10,8 +15,10 @@ head, bounded wait. Pulling a web framework in for three routes would cost more 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -23,13 +30,20 @@ MAX_HEAD = 8192
 READ_TIMEOUT = 5.0
 
 ReloadHook = Callable[[], Awaitable[tuple[bool, str]]]
+# {"status": "ok" | "degraded" | "failing", "ready": bool, "<part>": {"status": …, …}, …}
+HealthHook = Callable[[], dict[str, Any]]
+
+
+def _no_detail() -> dict[str, Any]:
+    return {"status": "ok", "ready": True}
 
 
 class ExporterServer:
-    def __init__(self, listen: str, registry: CollectorRegistry, reload: ReloadHook | None):
+    def __init__(self, listen: str, registry: CollectorRegistry, reload: ReloadHook | None, health: HealthHook = _no_detail):
         self.host, self.port = split_host_port(listen)
         self.registry = registry
         self.reload = reload
+        self.health = health
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -67,7 +81,13 @@ class ExporterServer:
         if path == "/metrics" and method in ("GET", "HEAD"):
             await self._respond(writer, 200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
         elif path == "/healthz" and method in ("GET", "HEAD"):
-            await self._respond(writer, 200, b"ok\n")
+            report = self.health()
+            lines = [report["status"], *(f"{part}: {d['status']}{' (' + d['why'] + ')' if d.get('why') else ''}" for part, d in report.items() if isinstance(d, dict))]
+            await self._respond(writer, 503 if report["status"] == "failing" else 200, ("\n".join(lines) + "\n").encode())
+        elif path == "/readyz" and method in ("GET", "HEAD"):
+            report = self.health()
+            body = json.dumps(report, indent=1, sort_keys=True).encode() + b"\n"
+            await self._respond(writer, 200 if report["ready"] and report["status"] != "failing" else 503, body, "application/json")
         elif path == "/-/reload":
             if self.reload is None:
                 await self._respond(writer, 403, b"reload over HTTP is disabled (exporter.enable_reload); send SIGHUP\n")
@@ -78,14 +98,14 @@ class ExporterServer:
             ok, message = await self.reload()
             await self._respond(writer, 200 if ok else 500, message.encode() + b"\n")
         elif path == "/":
-            body = b"<html><body><h1>monitor</h1><a href='/metrics'>/metrics</a> <a href='/healthz'>/healthz</a></body></html>\n"
+            body = b"<html><body><h1>monitor</h1><a href='/metrics'>/metrics</a> <a href='/healthz'>/healthz</a> <a href='/readyz'>/readyz</a></body></html>\n"
             await self._respond(writer, 200, body, "text/html; charset=utf-8")
         else:
             await self._respond(writer, 404, b"not found\n")
 
     @staticmethod
     async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
-        reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}[status]
+        reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
         head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         writer.write(head.encode("latin-1") + body)
         await writer.drain()

@@ -45,6 +45,8 @@ class ExporterState:
     phases: dict[tuple[str, str, str, str, str], Histogram] = field(default_factory=dict)
     # (check, vantage) -> seconds the last run started late
     scheduler_lag: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (check, vantage, reason) -> runs that did not happen (monitor/scheduler.py)
+    skipped_runs: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
     # (check, vantage) -> the current verdict (the open episode's, else ok); checks that judge only
     verdicts: dict[tuple[str, str], str] = field(default_factory=dict)
     reload_ok: bool = True
@@ -62,6 +64,10 @@ class ExporterState:
                 hist = self.phases.setdefault(key + (phase, transport), Histogram())
                 hist.observe(seconds)
 
+    def record_skip(self, check: str, vantage: str, reason: str, runs: int) -> None:
+        with self._lock:
+            self.skipped_runs[(check, vantage, reason)] += runs
+
     def record_verdict(self, check: str, vantage: str, verdict: str) -> None:
         with self._lock:
             self.verdicts[(check, vantage)] = verdict
@@ -69,7 +75,7 @@ class ExporterState:
     def forget_checks_except(self, keep: set[tuple[str, str]]) -> None:
         """Drop every series whose (check, vantage) is no longer configured."""
         with self._lock:
-            for store in (self.latest, self.scheduler_lag, self.failures, self.phases, self.verdicts):
+            for store in (self.latest, self.scheduler_lag, self.skipped_runs, self.failures, self.phases, self.verdicts):
                 for key in [k for k in store if (k[0], k[1]) not in keep]:
                     del store[key]
 
@@ -80,6 +86,7 @@ class ExporterState:
                 failures=dict(self.failures),
                 phases={k: Histogram(list(h.counts), h.total, h.sum) for k, h in self.phases.items()},
                 scheduler_lag=dict(self.scheduler_lag),
+                skipped_runs=dict(self.skipped_runs),
                 verdicts=dict(self.verdicts),
                 reload_ok=self.reload_ok,
                 reload_time=self.reload_time,

@@ -9,8 +9,19 @@ from sqlalchemy import Engine, create_engine, event, make_url
 
 # Seconds a SQLite writer waits for another connection's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 5000
-# An unreachable central Postgres must fail a write in bounded time, so the writer can retry.
-POSTGRES_CONNECT_TIMEOUT_S = 10
+# Every database call must fail in bounded time — the server unreachable, stopped, paused, or
+# a half-open connection through a NAT that forgot it — so the writer spools and the judge
+# gives up instead of holding a thread for TCP's ~15-minute retransmission timeout:
+POSTGRES_CONNECT_TIMEOUT_S = 10  # to connect at all
+POSTGRES_STATEMENT_TIMEOUT_MS = 30_000  # one statement (the server cancels it)
+POSTGRES_LOCK_TIMEOUT_MS = 10_000  # waiting for a row or table lock
+# Sent data unacknowledged this long closes the connection (Linux TCP_USER_TIMEOUT), and an
+# idle connection is probed by keepalives (every 5 s after 10 s idle, 3 misses): a peer that
+# vanished is noticed in ~25 s even when nothing is being sent.
+POSTGRES_TCP_USER_TIMEOUT_MS = 20_000
+POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+# Waiting for a pooled connection while every one is busy.
+POOL_TIMEOUT_S = 10
 
 
 def make_engine(url: str) -> Engine:
@@ -21,9 +32,16 @@ def make_engine(url: str) -> Engine:
     """
     backend = make_url(url).get_backend_name()
     connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if backend == "postgresql":
-        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
-    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        options["pool_timeout"] = POOL_TIMEOUT_S
+        connect_args.update(
+            connect_timeout=POSTGRES_CONNECT_TIMEOUT_S,
+            tcp_user_timeout=POSTGRES_TCP_USER_TIMEOUT_MS,
+            options=f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS} -c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}",
+            **POSTGRES_KEEPALIVES,
+        )
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

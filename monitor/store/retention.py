@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from monitor.model import utcnow
 from monitor.store.engine import describe_error
+from monitor.store.executor import run_in_store_thread
 from monitor.store.repository import prune_older_than
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ async def prune_forever(engine: Engine, retention_s: float) -> None:
     period = min(retention_s / 10, 3600.0)
     while True:
         try:
-            removed = await asyncio.to_thread(prune_once, engine, retention_s)
+            removed = await run_in_store_thread(prune_once, engine, retention_s)
             if removed:
                 log.info("retention: removed %d results older than %s", removed, timedelta(seconds=retention_s))
         except DBAPIError as e:

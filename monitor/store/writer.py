@@ -1,8 +1,9 @@
 """The only path from probes to the database: a bounded queue drained in batches, and a
 spool on local disk for when the database cannot be written.
 
-Probes call `submit`, which never waits on the database. `run` writes batches on a worker
-thread (the engine is sync SQLAlchemy). With a spool (the daemon always has one), a write the
+Probes call `submit`, which never waits on the database. `run` writes batches on a store
+thread (monitor/store/executor.py; the engine is sync SQLAlchemy); the spool's file work runs
+on asyncio's default threads, so a hung database cannot keep results from reaching the disk. With a spool (the daemon always has one), a write the
 database fails — unreachable, schema missing, disk full — moves that batch and everything
 queued to the spool, fsync'd; from then on results go through the spool, oldest first, while
 the database is retried with backoff, until the spool is empty again. A queue that fills up
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from monitor.model import ProbeResult
 from monitor.store.engine import describe_error, make_engine
+from monitor.store.executor import run_in_store_thread
 from monitor.store.repository import save_results
 from monitor.store.sumdb import save_sumdb_tree
 from monitor.store.spool import Spool
@@ -36,6 +39,15 @@ log = logging.getLogger(__name__)
 # the end of an outage may go unnoticed; each retry costs one connection attempt.
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 10.0
+# The longest the writer waits for one write. A server that accepts connections but answers
+# nothing (paused, wedged) trips no TCP timeout — the kernel still acknowledges — so without
+# this bound the writer would wait for it while the queue fills. On timeout the batch goes to
+# the spool; should the stuck write commit later, the replay stores nothing twice (ids).
+WRITE_TIMEOUT_S = 10.0
+
+
+class StoreTimeout(Exception):
+    """The database did not answer a write in WRITE_TIMEOUT_S."""
 
 
 def _may_heal(exc: Exception) -> bool:
@@ -107,6 +119,7 @@ class ResultWriter:
         self._lost = 0
         self.written = 0
         self.write_errors = 0
+        self.last_write_at: float | None = None  # time.time() of the last batch the database took
         if self._spool is not None and self._spool.pending:
             log.info("%d results spooled in %s by an earlier run: replaying them first", self._spool.pending, self._spool.directory)
 
@@ -114,6 +127,11 @@ class ResultWriter:
     def queue_depth(self) -> int:
         """Results submitted and not yet stored, in memory (including the batch being written)."""
         return len(self._queue) + len(self._batch)
+
+    @property
+    def store_ok(self) -> bool:
+        """Whether the last write (or replay) reached the database."""
+        return self._store_ok
 
     @property
     def spooled(self) -> int:
@@ -207,8 +225,8 @@ class ResultWriter:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                written, unwritable = await asyncio.to_thread(self._store, self._batch)
-            except DBAPIError as exc:
+                written, unwritable = await self._write(self._batch)
+            except (DBAPIError, StoreTimeout) as exc:
                 self._store_failed(exc, len(self._batch))
                 if self._spool is not None and await self._spill():
                     return  # from now on through the spool, until the database is back
@@ -271,8 +289,8 @@ class ResultWriter:
         results = await asyncio.to_thread(self._spool.oldest)
         if results:
             try:
-                written, unwritable = await asyncio.to_thread(self._store, results)
-            except DBAPIError as exc:
+                written, unwritable = await self._write(results)
+            except (DBAPIError, StoreTimeout) as exc:
                 self._store_failed(exc, len(results))
                 return False
             self.written += written
@@ -307,7 +325,13 @@ class ResultWriter:
 
     # -- the database -----------------------------------------------------------------------------
 
-    def _store_failed(self, exc: DBAPIError, n: int) -> None:
+    async def _write(self, batch: list[ProbeResult]) -> tuple[int, int]:
+        try:
+            return await run_in_store_thread(self._store, batch, timeout=WRITE_TIMEOUT_S)
+        except TimeoutError:
+            raise StoreTimeout(f"no answer from the database within {WRITE_TIMEOUT_S:g} s") from None
+
+    def _store_failed(self, exc: Exception, n: int) -> None:
         loop = asyncio.get_running_loop()
         self.write_errors += 1
         self._retry_at = loop.time() + self._retry_delay
@@ -320,6 +344,7 @@ class ResultWriter:
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
 
     def _store_succeeded(self) -> None:
+        self.last_write_at = time.time()
         if not self._store_ok:
             log.warning("the database takes results again; %d spooled to replay", self.spooled)
         self._store_ok = True
