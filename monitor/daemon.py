@@ -15,7 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,9 @@ class Daemon:
         registry.register(
             MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
         )
+        # The agent's own CPU, memory and file descriptors (process_*) and python_info.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self.server = ExporterServer(config.exporter.listen, registry, self.reload)
         self.scheduler = CheckScheduler(
             self._measure, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag
