@@ -203,7 +203,11 @@ class Board:
         panel.datasource(POSTGRES if sql else PROMETHEUS)
         for i, q in enumerate(queries):
             ref_id = chr(ord("A") + i)
-            panel.with_target(Sql(q.build().raw_sql, ref_id, q.build().fmt) if isinstance(q, Sql) else _prometheus(q, ref_id))
+            if isinstance(q, Sql):
+                q.build().ref_id = ref_id
+                panel.with_target(q)
+            else:
+                panel.with_target(_prometheus(q, ref_id))
         if unit is not None:
             panel.unit(unit)
         if steps is not None:

@@ -14,6 +14,7 @@ No Grafana server runs here, so the substitution rules are Grafana's own, writte
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Target:
     panel: str  # the panel's title, or "annotation: NAME"
     datasource: dict[str, str]
     query: dict[str, Any]
+    min_interval: float = 0.0  # the panel's "Min interval": $__interval is never shorter
 
     @property
     def promql(self) -> str | None:
@@ -59,7 +61,7 @@ def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def targets(board: dict[str, Any]) -> Iterator[Target]:
     for panel in panels(board):
         for query in panel.get("targets", []):
-            yield Target(board["uid"], panel["title"], query.get("datasource") or panel["datasource"], query)
+            yield Target(board["uid"], panel["title"], query.get("datasource") or panel["datasource"], query, seconds(panel.get("interval") or "0s"))
     for annotation in board.get("annotations", {}).get("list", []):
         if "target" in annotation:
             yield Target(board["uid"], f"annotation: {annotation['name']}", annotation["datasource"], annotation["target"])
@@ -88,6 +90,12 @@ def _joined(values: list[str], escape) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
+def seconds(duration: str) -> float:
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", duration)
+    assert m, f"not a duration: {duration}"
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
 @dataclass(frozen=True)
 class TimeRange:
     start: float  # unix seconds
@@ -98,6 +106,12 @@ class TimeRange:
     @property
     def rate_interval(self) -> float:
         return max(self.step + self.scrape, 4 * self.scrape)
+
+    def for_panel(self, target: Target) -> TimeRange:
+        """As Grafana asks for a panel's range query: the step at least the panel's min
+        interval, start and end aligned to whole steps."""
+        step = max(self.step, target.min_interval)
+        return TimeRange(math.floor(self.start / step) * step, math.ceil(self.end / step) * step, step, self.scrape)
 
 
 # A variable or macro left ($name, ${...}, $__x); a regex's end anchor ($' or $") is not one.

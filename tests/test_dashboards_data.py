@@ -272,7 +272,8 @@ def _wait_until_every_query_has_data(
             for t in targets(board):
                 try:
                     if t.promql is not None:
-                        ok = _has_number(_evaluate(port, promql(t.promql, {}, variables, time_range), t.instant, time_range))
+                        panel_range = time_range.for_panel(t)
+                        ok = _has_number(_evaluate(port, promql(t.promql, {}, variables, panel_range), t.instant, panel_range))
                     else:
                         ok = bool(_rows(reader_url, sql(t.sql or "", {}, variables, time_range)))
                 except (OSError, psycopg.Error):
@@ -305,8 +306,9 @@ def _check_board(board: dict[str, Any], port: int, reader_url: str, time_range: 
             assert labels <= exported_labels | TARGET_LABELS, f"{where}: labels not exported: {labels - exported_labels - TARGET_LABELS}"
 
             def has_data(selection: dict[str, Any], t=t) -> bool:
-                text = promql(t.promql or "", selection, variables, time_range)
-                return _has_number(_evaluate(port, text, t.instant, time_range))
+                panel_range = time_range.for_panel(t)
+                text = promql(t.promql or "", selection, variables, panel_range)
+                return _has_number(_evaluate(port, text, t.instant, panel_range))
         else:
             def has_data(selection: dict[str, Any], t=t) -> bool:
                 return bool(_rows(reader_url, sql(t.sql or "", selection, variables, time_range)))

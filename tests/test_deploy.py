@@ -177,6 +177,9 @@ def test_grafana_datasources_are_the_ones_the_boards_use() -> None:
         # ${VAR} in a provisioning file comes from the grafana service's environment.
         for var in re.findall(r"\$\{([A-Z_]+)\}", yaml.safe_dump(d)):
             assert var in grafana_env, f"datasource {d['name']} needs {var} in the grafana service's environment"
+    # $__rate_interval is at least four scrape intervals: Grafana must know the real one.
+    prometheus = next(d for d in datasources if d["type"] == "prometheus")
+    assert prometheus["jsonData"]["timeInterval"] == _prometheus_config()[1]["global"]["scrape_interval"]
     store = next(d for d in datasources if d["type"] == "grafana-postgresql-datasource")
     pg = env("postgres")
     assert store["jsonData"]["database"] == pg["POSTGRES_DB"]
