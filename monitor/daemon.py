@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,9 @@ class Daemon:
         registry.register(
             MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
         )
+        # The agent's own CPU, memory and file descriptors (process_*) and python_info.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self.server = ExporterServer(config.exporter.listen, registry, self.reload if config.exporter.reload_enabled else None, self.health)
         self.scheduler = CheckScheduler(
             self._measure, self._conclude, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag, on_skip=self.state.record_skip

@@ -104,6 +104,8 @@ class CheckScheduler:
                 next_run_time=first,
             )
             self._checks[jid] = check
+            for reason in ("overlap", "late"):  # counters start at 0, so "none skipped" is a value
+                self._on_skip(check.name, vantage, reason, 0)
         log.info("scheduled %d jobs (%d unchanged)", len(wanted), len(unchanged))
         return unchanged
 

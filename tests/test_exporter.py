@@ -73,3 +73,40 @@ def test_series_vanish_when_check_leaves_config() -> None:
     s = _scrape(state)
     assert all(dict(ls).get("check") != "a" for (_, ls) in s)
     assert _get(s, "probe_success", check="b") == [1.0]
+
+
+def test_detail_series_say_why_sni_dns_module_and_git_results_look_as_they_do() -> None:
+    state = ExporterState()
+    state.record(_result("gh-tls", "tls", "h:443", ok=False, failure=Failure(FailureClass.CONNECTION_RESET, Operation.TLS_HANDSHAKE), facts={"sni_experiment": [
+        {"label": "control", "skipped": None, "server_hello": True},
+        {"label": "target", "skipped": None, "server_hello": False},
+        {"label": "none", "skipped": {"reason": "residual_blocking_holdoff", "remaining_s": 12.0}, "server_hello": False},
+    ]}))
+    state.record(_result("dns", "dns", "udp://127.0.0.1:53", facts={"transport": "udp", "replies": [
+        {"status": "accepted"}, {"status": "duplicate", "differs": True}, {"status": "duplicate", "differs": False}]}))
+    state.record(_result("dns", "dns", "tls://127.0.0.1", facts={"transport": "tls"}))
+    state.record(_result("mod", "goproxy", "m@v1 via https://a,https://b", facts={
+        "served_by": {"info": "https://a", "zip": "https://user:secret@b:8443"}, "sumdb_tree": {"name": "sum.golang.org", "size": 42, "hash": "x"}}))
+    state.record(_result("repo", "git", "https://g/r + ssh://g:22", ok=False, facts={"http": {"ok": True}, "ssh": {"ok": False}}))
+    state.record(_result("repo", "git", "https://g/r + ssh://g:22", facts={"http": {"ok": True}, "ssh": {"ok": True}}))
+    s = _scrape(state)
+
+    assert _get(s, "monitor_sni_server_hello", check="gh-tls", attempt="control") == [1.0]
+    assert _get(s, "monitor_sni_server_hello", check="gh-tls", attempt="target") == [0.0]
+    assert _get(s, "monitor_sni_server_hello", check="gh-tls", attempt="none") == []  # skipped: no evidence
+    assert _get(s, "monitor_dns_injected_replies", target="udp://127.0.0.1:53") == [1.0]
+    assert _get(s, "monitor_dns_injected_replies", target="tls://127.0.0.1") == []  # only UDP sees racing replies
+    served = [dict(ls) for (n, ls), v in s.items() if n == "monitor_module_served_by" and v == 1.0]
+    assert [labels["proxy"] for labels in served] == ["https://REDACTED@b:8443"]  # credentials never in a label (monitor.redact)
+    assert _get(s, "monitor_sumdb_tree_size", check="mod", sumdb="sum.golang.org") == [42.0]
+    assert _get(s, "monitor_git_part_success", check="repo", part="ssh") == [1.0]  # the latest result
+    assert _get(s, "monitor_probe_runs_total", check="repo") == [2.0]
+    assert _get(s, "monitor_probe_runs_total", check="dns", target="udp://127.0.0.1:53") == [1.0]
+    assert all("secret" not in str(ls) for (_, ls) in s)
+
+
+def test_run_counts_vanish_with_their_check() -> None:
+    state = ExporterState()
+    state.record(_result("a", "tcp", "h:1"))
+    state.forget_checks_except(set())
+    assert _get(_scrape(state), "monitor_probe_runs_total") == []

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from monitor.export.state import PHASE_BUCKETS, ExporterState
 from monitor.model import Phase, ProbeResult, VerdictName
+from monitor.redact import redact_url
 
 PROBE_LABELS = ["check", "kind", "vantage", "target"]
 
@@ -43,6 +44,7 @@ class MonitorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self.state.snapshot()
         yield from self._probe_metrics(s)
+        yield from self._detail_metrics(s)
         yield from self._history_metrics(s)
         yield self._verdict_metric(s)
         yield from self._daemon_metrics(s)
@@ -91,8 +93,51 @@ class MonitorCollector(Collector):
                 zip_rate.add_metric(labels, float(r.facts["zip_bytes_per_second"]))
         yield from (success, duration, dns_time, http_phase, status, expiry, tls_version, checksum_ok, zip_rate, consistent)
 
+    def _detail_metrics(self, s: ExporterState) -> Iterator[Metric]:
+        """What a kind's last result saw beyond success: the facts a board or rule needs to say why."""
+        server_hello = GaugeMetricFamily(
+            "monitor_sni_server_hello",
+            "1 if the server answered the ClientHello of this attempt of the last SNI experiment (target, control or none SNI)",
+            labels=PROBE_LABELS + ["attempt"],
+        )
+        injected = GaugeMetricFamily(
+            "monitor_dns_injected_replies", "Replies to the last UDP query that answered otherwise than the first one (forged replies racing it)", labels=PROBE_LABELS
+        )
+        served_by = GaugeMetricFamily(
+            "monitor_module_served_by", "1 for the proxy of the GOPROXY list that served the module zip in the last probe", labels=PROBE_LABELS + ["proxy"]
+        )
+        tree_size = GaugeMetricFamily(
+            "monitor_sumdb_tree_size", "Records in the checksum database tree the last probe verified", labels=PROBE_LABELS + ["sumdb"]
+        )
+        git_part = GaugeMetricFamily(
+            "monitor_git_part_success", "1 if this part of the last git probe succeeded: smart HTTP (http) or the SSH banner (ssh)", labels=PROBE_LABELS + ["part"]
+        )
+        for r in s.latest.values():
+            labels = _labels(r)
+            for attempt in r.facts.get("sni_experiment") or ():
+                # A skipped attempt (residual-blocking hold-off) says nothing about the path.
+                if isinstance(attempt, dict) and attempt.get("skipped") is None and attempt.get("label") in ("target", "control", "none"):
+                    server_hello.add_metric(labels + [attempt["label"]], 1.0 if attempt.get("server_hello") else 0.0)
+            if isinstance(r.facts.get("replies"), list):
+                injected.add_metric(labels, float(sum(1 for reply in r.facts["replies"] if isinstance(reply, dict) and reply.get("differs"))))
+            served = r.facts.get("served_by")
+            if isinstance(served, dict) and isinstance(served.get("zip"), str):
+                served_by.add_metric(labels + [redact_url(served["zip"])], 1.0)
+            tree = r.facts.get("sumdb_tree")
+            if isinstance(tree, dict) and isinstance(tree.get("size"), int) and isinstance(tree.get("name"), str):
+                tree_size.add_metric(labels + [tree["name"]], float(tree["size"]))
+            if r.kind == "git":
+                for part in ("http", "ssh"):
+                    if isinstance(r.facts.get(part), dict):
+                        git_part.add_metric(labels + [part], 1.0 if r.facts[part].get("ok") else 0.0)
+        yield from (server_hello, injected, served_by, tree_size, git_part)
+
     def _history_metrics(self, s: ExporterState) -> Iterator[Metric]:
         kinds = {key: r.kind for key, r in s.latest.items()}
+        runs = CounterMetricFamily("monitor_probe_runs", "Probe results measured (a dns or site round counts each of its results)", labels=PROBE_LABELS)
+        for (check, vantage, target), n in s.runs.items():
+            runs.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target], n)
+        yield runs
         failures = CounterMetricFamily(
             "monitor_probe_failures", "Probe failures by class and operation", labels=PROBE_LABELS + ["class", "operation"]
         )

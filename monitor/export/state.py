@@ -39,6 +39,8 @@ class ExporterState:
     """Guarded by a lock so that a scrape always sees one consistent snapshot."""
 
     latest: dict[SeriesKey, ProbeResult] = field(default_factory=dict)
+    # series key -> results measured (probes/s on the boards)
+    runs: dict[SeriesKey, int] = field(default_factory=lambda: defaultdict(int))
     # series key + (class, operation) -> count
     failures: dict[tuple[str, str, str, str, str], int] = field(default_factory=lambda: defaultdict(int))
     # series key + (phase, transport) -> histogram; transport is "" where it does not apply
@@ -58,6 +60,7 @@ class ExporterState:
         transport = str(result.facts.get("transport", ""))
         with self._lock:
             self.latest[key] = result
+            self.runs[key] += 1
             if result.failure is not None:
                 self.failures[key + (result.failure.cls.value, result.failure.operation.value)] += 1
             for phase, seconds in result.phases.items():
@@ -75,7 +78,7 @@ class ExporterState:
     def forget_checks_except(self, keep: set[tuple[str, str]]) -> None:
         """Drop every series whose (check, vantage) is no longer configured."""
         with self._lock:
-            for store in (self.latest, self.scheduler_lag, self.skipped_runs, self.failures, self.phases, self.verdicts):
+            for store in (self.latest, self.runs, self.scheduler_lag, self.skipped_runs, self.failures, self.phases, self.verdicts):
                 for key in [k for k in store if (k[0], k[1]) not in keep]:
                     del store[key]
 
@@ -83,6 +86,7 @@ class ExporterState:
         with self._lock:
             return ExporterState(
                 latest=dict(self.latest),
+                runs=dict(self.runs),
                 failures=dict(self.failures),
                 phases={k: Histogram(list(h.counts), h.total, h.sum) for k, h in self.phases.items()},
                 scheduler_lag=dict(self.scheduler_lag),
