@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     cc = sub.add_parser("check-config", help="validate a config file", description="Validate a config file; print every problem as FILE:LINE: key: message.")
     cc.add_argument("config", help="config file (YAML)")
 
+    alerts = sub.add_parser("alerts", help="what is firing now, and why", description="List the alerts firing now, read from the store (every agent writing to it, or --agent): each with its evidence, runbook and to which sinks it was delivered. The daemon's alert engine (alerting: in the config) is what fires and resolves them.")
+    alerts.add_argument("-c", "--config", required=True, help="config file (YAML); its storage.url is read")
+    alerts.add_argument("--agent", metavar="NAME", help="only this agent's alerts")
+    alerts.add_argument("--json", action="store_true", help="print a JSON array, one object per alert")
+
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dbsub.add_parser("upgrade", help="migrate the store's schema to the latest version")
@@ -91,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_daemon(args.config, cfg))
         if args.command == "probe":
             return _probe(cfg, args)
+        if args.command == "alerts":
+            return _cmd_alerts(args)
         if args.command == "db":
             from monitor.store import upgrade
 
@@ -158,4 +165,38 @@ def _probe(cfg: Config, args: argparse.Namespace) -> int:
         else:
             failure = f"{result.failure.cls}@{result.failure.operation}: {result.failure.detail}" if result.failure else ""
             print(f"{'OK  ' if result.ok else 'FAIL'} {result.check:<20} {result.vantage:<12} {result.target:<40} {result.duration_s*1000:8.1f} ms  {failure}", flush=True)
+    return EXIT_OK
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    """`monitor alerts`: the store's firing alerts, with their evidence and deliveries."""
+    from sqlalchemy.orm import Session
+
+    from monitor.model import format_time
+    from monitor.store import make_engine
+    from monitor.store.alerts import firing_alerts
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_USAGE
+    engine = make_engine(cfg.storage.url)
+    try:
+        with Session(engine) as session:
+            alerts = firing_alerts(session, args.agent)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps([a.to_json() for a in alerts], indent=2))
+        return EXIT_OK
+    if not alerts:
+        print("no alerts firing" + (f" for agent {args.agent}" if args.agent else ""))
+        return EXIT_OK
+    print(f"{'ALERT':<28} {'SEVERITY':<9} {'CHECK':<20} {'VANTAGE@AGENT':<28} SINCE")
+    for a in alerts:
+        print(f"{a.alertname:<28} {a.severity:<9} {a.check:<20} {a.vantage + '@' + a.agent:<28} {format_time(a.fired_at)}")
+        for line in a.annotations.get("description", "").splitlines():
+            print(f"    {line}")
+        print(f"    runbook: {a.annotations.get('runbook_url', '-')}")
+        sent = [f"{sink} at {format_time(d.sent_at)}" for sink, d in sorted(a.deliveries.items()) if d.sent_at]
+        print(f"    delivered: {'; '.join(sent) if sent else 'not yet (see the daemon log)'}")
     return EXIT_OK

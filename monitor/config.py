@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from monitor.model import VerdictName
+
 # ---------------------------------------------------------------------------------------------
 # Value types
 
@@ -207,10 +209,130 @@ class VantageConfig(_Model):
         return v
 
 
+# ---------------------------------------------------------------------------------------------
+# Alerting (monitor/alerts/): when verdict episodes alert, and where alerts go.
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITIES = typing.get_args(Severity)
+# Labels every alert carries, set by monitor: a user label may not replace one of them.
+ALERT_LABELS = ("alertname", "severity", "check", "kind", "target", "vantage", "agent", "verdict")
+# What `alerting.dashboard_url` may name; each is replaced by the alert's own value, URL-quoted.
+DASHBOARD_FIELDS = ("check", "kind", "target", "vantage", "agent", "verdict")
+
+
+def _severity(v: Any) -> Any:
+    """One severity for every verdict, or a mapping verdict: severity; one readable message
+    instead of pydantic's per-union-member ones."""
+    one = f"{', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}"
+    if v is None or (isinstance(v, str) and v in SEVERITIES):
+        return v
+    if not isinstance(v, dict):
+        raise ValueError(f"expected {one}, or a mapping of verdict to severity; got {v!r}")
+    verdicts = {n.value for n in VerdictName} - {"ok", "inconclusive"}
+    for verdict, severity in v.items():
+        if verdict not in verdicts:
+            raise ValueError(f"unknown verdict {verdict!r} (alerting verdicts: {', '.join(sorted(verdicts))})")
+        if severity not in SEVERITIES:
+            raise ValueError(f"{verdict}: expected {one}, got {severity!r}")
+    return v
+
+
+def _no_credentials(v: str) -> str:
+    if "@" in urlsplit(v).netloc:
+        raise ValueError("credentials in a URL would be logged and stored; give secrets through an environment variable or a file")
+    return v
+
+
+class AlertConditions(_Model):
+    """When the verdict episodes of a check alert (monitor/alerts/policy.py). `defaults.alert`
+    applies to every check; a check's own `alert` overrides it key by key (labels merge)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    enabled: bool | None = None  # false: episodes are still stored, but never alert
+    verdicts: list[VerdictName] | None = None  # only these verdicts alert (default: all but ok/inconclusive)
+    for_: Duration | None = Field(default=None, alias="for")  # the episode has lasted this long since its first round
+    rounds: int | None = Field(default=None, ge=1, le=10000)  # ...and said its verdict in at least this many rounds
+    severity: Annotated[Severity | dict[VerdictName, Severity] | None, BeforeValidator(_severity)] = None  # one, or per verdict
+    labels: dict[str, str] = {}
+
+    @field_validator("verdicts")
+    @classmethod
+    def _alerting_verdicts(cls, v: list[VerdictName] | None) -> list[VerdictName] | None:
+        quiet = [n.value for n in v or () if n in (VerdictName.OK, VerdictName.INCONCLUSIVE)]
+        if quiet:
+            raise ValueError(f"{', '.join(quiet)}: never alerts (ok and inconclusive describe no problem)")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _own_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name.startswith("__"):
+                raise ValueError(f"invalid label name {name!r} (letters, digits and _, not starting with a digit or __)")
+            if name in ALERT_LABELS:
+                raise ValueError(f"label {name!r} is set by monitor (its own: {', '.join(ALERT_LABELS)})")
+        return v
+
+
+class WebhookConfig(_Model):
+    """A generic JSON webhook: one POST per alert that fires and one when it resolves."""
+
+    url: Annotated[HttpURL, AfterValidator(_no_credentials)]
+    token_env: EnvName | None = None  # environment variable holding a bearer token (Authorization header)
+    token_file: str | None = None  # file whose first line is the bearer token
+    secret_env: EnvName | None = None  # environment variable holding the HMAC-SHA256 key that signs each body
+    secret_file: str | None = None  # file whose first line is that key
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> WebhookConfig:
+        for what in ("token", "secret"):
+            if getattr(self, f"{what}_env") is not None and getattr(self, f"{what}_file") is not None:
+                raise ValueError(f"give {what}_env or {what}_file, not both")
+        return self
+
+
+def _alertmanager_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.query or parts.fragment:
+        raise ValueError(f"{v!r}: expected the Alertmanager's base URL (alerts go to <url>/api/v2/alerts), without query or fragment")
+    return v.rstrip("/")
+
+
+class AlertingConfig(_Model):
+    # Every one of them gets every alert, as Prometheus does (an Alertmanager cluster dedupes).
+    alertmanager: list[Annotated[HttpURL, AfterValidator(_no_credentials), AfterValidator(_alertmanager_url)]] = []
+    webhook: WebhookConfig | None = None
+    poll_interval: Duration = 5.0  # how often the store's episodes are read
+    resend_interval: Duration = 60.0  # firing alerts are re-sent this often; their endsAt is 4 of these ahead
+    timeout: Duration = 10.0  # per request to a sink
+    # runbook_url annotation: this base joined with "<alertname>.md" (docs/runbooks/ of this repository).
+    runbook_base_url: Annotated[str, AfterValidator(_no_credentials)] = "docs/runbooks"
+    # dashboard_url annotation, e.g. "https://grafana.example/d/monitor?var-check={check}&var-agent={agent}".
+    dashboard_url: Annotated[HttpURL, AfterValidator(_no_credentials)] | None = None
+
+    @field_validator("alertmanager")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        twice = sorted({u for u in v if v.count(u) > 1})
+        if twice:
+            raise ValueError(f"Alertmanager listed twice: {', '.join(twice)}")
+        return v
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _known_fields(cls, v: str | None) -> str | None:
+        unknown = sorted(set(re.findall(r"{([^{}]*)}", v or "")) - set(DASHBOARD_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} (known: {', '.join('{' + f + '}' for f in DASHBOARD_FIELDS)})")
+        return v
+
+
 class Defaults(_Model):
     interval: Duration = 60.0
     timeout: Duration = 10.0
     vantages: list[Name] = ["local"]
+    alert: AlertConditions = AlertConditions()  # alert conditions of every check (see AlertConditions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +349,7 @@ class _CheckBase(_Model):
     connect_timeout: Duration | None = None
     tls_timeout: Duration | None = None
     read_timeout: Duration | None = None
+    alert: AlertConditions | None = None  # overrides defaults.alert key by key
 
     def phase_timeout(self, which: Literal["connect", "tls", "read"]) -> float:
         value = getattr(self, f"{which}_timeout")
@@ -566,6 +689,7 @@ class Config(_Model):
     defaults: Defaults = Defaults()
     checks: list[Check] = []
     analysis: AnalysisConfig = AnalysisConfig()
+    alerting: AlertingConfig = AlertingConfig()
 
     def check(self, name: str) -> Check:
         for c in self.checks:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor import netns as network_namespaces
+from monitor.alerts import AlertEngine
 from monitor.config import Check, Config, ConfigError, load_config
 from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
@@ -46,6 +47,9 @@ class Daemon:
         registry.register(
             MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
         )
+        # Alerts from the episodes in the store, on their own task (monitor/alerts/engine.py).
+        self.alerts = AlertEngine(lambda: self.config, verify=Vantage("alerting", extra_ca_files=tuple(config.trust.extra_ca_files)).verify_context)
+        registry.register(self.alerts.metrics)
         self.server = ExporterServer(config.exporter.listen, registry, self.reload)
         self.scheduler = CheckScheduler(
             self._measure, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag
@@ -68,6 +72,7 @@ class Daemon:
         writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
         prune_engine = make_engine(self.config.storage.url)
         prune_task = asyncio.create_task(prune_forever(prune_engine, self.config.storage.retention_raw), name="retention")
+        alerts_task = asyncio.create_task(self.alerts.run(), name="alerts")
         await self.server.start()
         self.scheduler.apply(self.config)
         self.state.reload_ok, self.state.reload_time = True, time.time()
@@ -79,6 +84,8 @@ class Daemon:
         grace = min(30.0, max((c.timeout for c in self.config.checks), default=1.0) + 1.0)
         await self.scheduler.shutdown(grace)
         await self.server.stop()
+        self.alerts.stop()
+        await alerts_task
         for task in (prune_task, prepare_task):
             if task is not None:
                 task.cancel()
