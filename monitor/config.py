@@ -243,6 +243,10 @@ def _no_credentials(v: str) -> str:
     return v
 
 
+# Checked for credentials first, so that no later message echoes them.
+PlainHttpURL = Annotated[str, AfterValidator(_no_credentials), AfterValidator(_valid_http_url)]
+
+
 class AlertConditions(_Model):
     """When the verdict episodes of a check alert (monitor/alerts/policy.py). `defaults.alert`
     applies to every check; a check's own `alert` overrides it key by key (labels merge)."""
@@ -278,7 +282,7 @@ class AlertConditions(_Model):
 class WebhookConfig(_Model):
     """A generic JSON webhook: one POST per alert that fires and one when it resolves."""
 
-    url: Annotated[HttpURL, AfterValidator(_no_credentials)]
+    url: PlainHttpURL
     token_env: EnvName | None = None  # environment variable holding a bearer token (Authorization header)
     token_file: str | None = None  # file whose first line is the bearer token
     secret_env: EnvName | None = None  # environment variable holding the HMAC-SHA256 key that signs each body
@@ -301,7 +305,7 @@ def _alertmanager_url(v: str) -> str:
 
 class AlertingConfig(_Model):
     # Every one of them gets every alert, as Prometheus does (an Alertmanager cluster dedupes).
-    alertmanager: list[Annotated[HttpURL, AfterValidator(_no_credentials), AfterValidator(_alertmanager_url)]] = []
+    alertmanager: list[Annotated[PlainHttpURL, AfterValidator(_alertmanager_url)]] = []
     webhook: WebhookConfig | None = None
     poll_interval: Duration = 5.0  # how often the store's episodes are read
     resend_interval: Duration = 60.0  # firing alerts are re-sent this often; their endsAt is 4 of these ahead
@@ -309,7 +313,7 @@ class AlertingConfig(_Model):
     # runbook_url annotation: this base joined with "<alertname>.md" (docs/runbooks/ of this repository).
     runbook_base_url: Annotated[str, AfterValidator(_no_credentials)] = "docs/runbooks"
     # dashboard_url annotation, e.g. "https://grafana.example/d/monitor?var-check={check}&var-agent={agent}".
-    dashboard_url: Annotated[HttpURL, AfterValidator(_no_credentials)] | None = None
+    dashboard_url: PlainHttpURL | None = None
 
     @field_validator("alertmanager")
     @classmethod
