@@ -302,3 +302,19 @@ async def test_a_failing_sink_is_retried_with_backoff_while_the_others_are_serve
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert sum("sending 1 alert(s) failed (HTTP 503)" in m for m in warnings) == 1  # one line per outage
         assert any(f"webhook {key}: reachable again" in m for m in warnings)
+
+
+async def test_a_reload_that_adds_an_alertmanager_sends_it_what_fires(tmp_path, alertmanager):
+    without = config(tmp_path, alertmanager.url).model_copy()
+    without = without.model_copy(update={"alerting": without.alerting.model_copy(update={"alertmanager": []})})
+    put(without, episode())
+    current = [without]
+    async with AlertEngine(lambda: current[0]) as engine:
+        await engine.step()
+        assert [a.alertname for a in engine.firing()] == ["MonitorSNIBlocking"]  # kept in the store, no sink yet
+        assert alertmanager.alerts() == [] and engine.sinks() == []
+        current[0] = config(tmp_path, alertmanager.url)  # the reloaded config
+        await engine.step()
+        [alert] = alertmanager.alerts()
+        assert alert["labels"]["alertname"] == "MonitorSNIBlocking"
+        assert engine.notifications[("alertmanager", alertmanager.url, "success")] == 1

@@ -16,7 +16,7 @@ from monitor.store.alerts import (
     fired_episode_ids,
     firing_alerts,
     open_episodes,
-    save_alert,
+    save_alerts,
     unsettled_alerts,
 )
 from monitor.store.episodes import save_episode
@@ -42,15 +42,17 @@ def test_alerts_round_trip_and_the_engines_queries(db_url):
     try:
         with Session(engine) as session, session.begin():
             firing = record("a1", deliveries={"alertmanager http://am:9093": Delivery(sent_at=T0 + timedelta(seconds=5))})
-            save_alert(session, firing)
-            save_alert(session, record("a2", resolved_at=T0 + timedelta(minutes=3), resolution="episode closed"))
-            save_alert(session, record("a3", resolved_at=T0, settled=True))
-            save_alert(session, record("b1", agent="fra"))
+            save_alerts(session, [firing])
+            save_alerts(session, [
+                record("a2", resolved_at=T0 + timedelta(minutes=3), resolution="episode closed"),
+                record("a3", resolved_at=T0, settled=True),
+                record("b1", agent="fra"),
+            ])
             for e in (episode("a1"), episode("p1", confirmed_at=None), episode("c1", ended_at=T0), episode("b1", agent="fra")):
                 save_episode(session, e)
         with Session(engine) as session, session.begin():
             firing.deliveries["webhook x 1"] = Delivery(sent_at=T0, resolved_sent_at=T0 + timedelta(minutes=1), given_up=False)
-            save_alert(session, firing)  # an update, by episode id
+            save_alerts(session, [firing])  # an update, by episode id
         with Session(engine) as session:
             mine = {a.episode_id: a for a in unsettled_alerts(session, "hk")}
             assert set(mine) == {"a1", "a2"}

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from monitor.store import make_engine, upgrade
-from monitor.store.alerts import AlertRecord, Delivery, save_alert
+from monitor.store.alerts import AlertRecord, Delivery, save_alerts
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -29,14 +29,14 @@ def test_monitor_alerts_lists_what_fires_with_its_evidence(tmp_path: Path) -> No
     engine = make_engine(url)
     with Session(engine) as session, session.begin():
         for agent, resolved in (("probe-hk-1", None), ("probe-fra-1", None), ("probe-sha-1", T0)):
-            save_alert(session, AlertRecord(
+            save_alerts(session, [AlertRecord(
                 episode_id=f"ep-{agent}", agent=agent, check="goproxy-site", vantage="local", verdict="sni_blocking",
                 alertname="MonitorSNIBlocking", severity="critical", labels={"alertname": "MonitorSNIBlocking"},
                 annotations={"description": "tls: 192.0.2.1: proxy.golang.org rst after the ClientHello\nverdict sni_blocking since …",
                              "runbook_url": "docs/runbooks/MonitorSNIBlocking.md"},
                 fired_at=T0, resolved_at=resolved,
                 deliveries={"alertmanager http://127.0.0.1:9093": Delivery(sent_at=T0)} if agent == "probe-hk-1" else {},
-            ))
+            )])
     engine.dispose()
 
     table = monitor("alerts", "-c", str(config))

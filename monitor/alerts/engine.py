@@ -40,7 +40,7 @@ from monitor.alerts.policy import alerts_on, conditions_for, due, new_alert
 from monitor.alerts.sink import USER_AGENT, DeliveryFailed, Sink
 from monitor.alerts.webhook import WebhookSink
 from monitor.analysis.episodes import Episode
-from monitor.config import AlertingConfig, Config
+from monitor.config import AlertingConfig, Check, Config
 from monitor.model import utcnow
 from monitor.store import make_engine
 from monitor.store.alerts import (
@@ -48,7 +48,7 @@ from monitor.store.alerts import (
     episodes_by_id,
     fired_episode_ids,
     open_episodes,
-    save_alert,
+    save_alerts,
     unsettled_alerts,
 )
 
@@ -161,6 +161,7 @@ class AlertEngine:
             del self._alerts[episode_id]
 
     def _decide(self, view: _StoreView, config: Config, now: datetime) -> None:
+        checks = {c.name: c for c in config.checks}
         if view.loaded is not None:
             self._alerts = {a.episode_id: a for a in view.loaded}
             self._loaded = True
@@ -168,7 +169,7 @@ class AlertEngine:
         for alert in self.firing():
             episode = open_now.get(alert.episode_id)
             if episode is not None:
-                why_not = self._no_longer_wanted(episode, config)
+                why_not = self._no_longer_wanted(episode, checks.get(episode.check), config)
                 if why_not:
                     self._resolve(alert, now, why_not)
                 continue
@@ -183,9 +184,8 @@ class AlertEngine:
         for episode in view.episodes:
             if episode.id in self._alerts or episode.id in view.already_fired:
                 continue
-            try:
-                check = config.check(episode.check)
-            except KeyError:
+            check = checks.get(episode.check)
+            if check is None:
                 continue
             conditions = conditions_for(check, config.defaults.alert)
             kind = alerts_on(episode, conditions)
@@ -200,10 +200,8 @@ class AlertEngine:
             )
 
     @staticmethod
-    def _no_longer_wanted(episode: Episode, config: Config) -> str | None:
-        try:
-            check = config.check(episode.check)
-        except KeyError:
+    def _no_longer_wanted(episode: Episode, check: Check | None, config: Config) -> str | None:
+        if check is None:
             return "the check is no longer configured"
         if alerts_on(episode, conditions_for(check, config.defaults.alert)) is None:
             return "alerting is now off for this check or verdict"
@@ -316,8 +314,7 @@ class AlertEngine:
     def _save(self, alerts: list[AlertRecord]) -> None:
         """One write transaction (worker thread)."""
         with Session(self._db) as session, session.begin():
-            for alert in alerts:
-                save_alert(session, alert)
+            save_alerts(session, alerts)
 
     async def _persist(self) -> None:
         ids = sorted(self._dirty & set(self._alerts))

@@ -82,21 +82,23 @@ class AlertRecord:
         }
 
 
-def save_alert(session: Session, record: AlertRecord) -> None:
-    """Insert or update by episode id."""
-    values = {
-        "agent": record.agent, "check": record.check, "vantage": record.vantage, "verdict": record.verdict,
-        "alertname": record.alertname, "severity": record.severity, "labels": dict(record.labels),
-        "annotations": dict(record.annotations), "fired_at": record.fired_at, "resolved_at": record.resolved_at,
-        "resolution": record.resolution, "deliveries": {k: d.to_json() for k, d in record.deliveries.items()},
-        "settled": record.settled,
-    }
-    row = session.get(AlertRow, record.episode_id)
-    if row is None:
-        session.add(AlertRow(episode_id=record.episode_id, **values))
-    else:
-        for key, value in values.items():
-            setattr(row, key, value)
+def save_alerts(session: Session, records: list[AlertRecord]) -> None:
+    """Insert or update each by episode id (one query for the existing rows)."""
+    existing = {row.episode_id: row for row in session.scalars(select(AlertRow).where(AlertRow.episode_id.in_([r.episode_id for r in records])))}
+    for record in records:
+        values = {
+            "agent": record.agent, "check": record.check, "vantage": record.vantage, "verdict": record.verdict,
+            "alertname": record.alertname, "severity": record.severity, "labels": dict(record.labels),
+            "annotations": dict(record.annotations), "fired_at": record.fired_at, "resolved_at": record.resolved_at,
+            "resolution": record.resolution, "deliveries": {k: d.to_json() for k, d in record.deliveries.items()},
+            "settled": record.settled,
+        }
+        row = existing.get(record.episode_id)
+        if row is None:
+            session.add(AlertRow(episode_id=record.episode_id, **values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
     session.flush()
 
 
