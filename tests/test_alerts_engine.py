@@ -26,6 +26,7 @@ from monitor.store.alerts import firing_alerts
 from monitor.store.episodes import save_episode
 from tests.conftest import require
 from tests.servers.alertmanager import ALERTMANAGER, Alertmanager, receiver_config
+from tests.servers.postgres_private import private_postgres, private_postgres_unavailable
 from tests.servers.webhook_recorder import WebhookRecorder
 
 EVIDENCE = (
@@ -318,3 +319,27 @@ async def test_a_reload_that_adds_an_alertmanager_sends_it_what_fires(tmp_path, 
         [alert] = alertmanager.alerts()
         assert alert["labels"]["alertname"] == "MonitorSNIBlocking"
         assert engine.notifications[("alertmanager", alertmanager.url, "success")] == 1
+
+
+async def test_while_the_store_is_unreachable_firing_alerts_are_still_resent(tmp_path, alertmanager, caplog):
+    reason = private_postgres_unavailable()
+    require(reason is None, reason or "")
+    with private_postgres() as pg:
+        cfg = config(tmp_path, alertmanager.url, resend="1s", url=pg.url)
+        put(cfg, episode())
+        clock = [datetime.now(UTC)]
+        async with AlertEngine(lambda: cfg, clock=lambda: clock[0]) as engine:
+            await engine.step()
+            [first] = alertmanager.alerts()
+            pg.stop()
+            clock[0] += timedelta(seconds=2)
+            await engine.step()
+            [during] = alertmanager.alerts()
+            assert during["endsAt"] > first["endsAt"]  # re-sent from memory while the store is down
+            pg.start()
+            clock[0] += timedelta(seconds=2)
+            await engine.step()
+            assert [a.alertname for a in stored_firing(cfg)] == ["MonitorSNIBlocking"]
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum(m.startswith("alerts: store unavailable") for m in messages) == 1
+    assert "alerts: store reachable again" in messages

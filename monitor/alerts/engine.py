@@ -93,6 +93,7 @@ class AlertEngine:
         self._alerts: dict[str, AlertRecord] = {}  # unsettled ones, by episode id
         self._loaded = False
         self._dirty: set[str] = set()
+        self._unrecorded: set[str] = set()  # fired, not yet in the store: no sink hears of them before
         self._sinks: list[Sink] = []
         self._sinks_from: AlertingConfig | None = None
         self._backoff: dict[str, _Backoff] = {}
@@ -194,6 +195,7 @@ class AlertEngine:
             alert = new_alert(episode, check, kind, conditions, config.alerting, now)
             self._alerts[alert.episode_id] = alert
             self._dirty.add(alert.episode_id)
+            self._unrecorded.add(alert.episode_id)
             log.info(
                 "alert %s (%s) firing: check %s from %s, verdict %s since %s; episode %s",
                 alert.alertname, alert.severity, alert.check, alert.vantage, alert.verdict, episode.started_at.isoformat(), alert.episode_id,
@@ -247,7 +249,7 @@ class AlertEngine:
     async def _deliver(self, sinks: list[Sink], alerting: AlertingConfig, now: datetime) -> None:
         sending = []
         for sink in sinks:
-            batch = [a for a in self._alerts.values() if self._due(a, sink, alerting, now)]
+            batch = [a for a in self._alerts.values() if a.episode_id not in self._unrecorded and self._due(a, sink, alerting, now)]
             self.pending[(sink.kind, sink.url)] = len(batch)
             backoff = self._backoff.setdefault(sink.id, _Backoff())
             if batch and (backoff.next_try is None or now >= backoff.next_try):
@@ -327,6 +329,7 @@ class AlertEngine:
             return
         self._store_back()
         self._dirty -= set(ids)
+        self._unrecorded -= set(ids)
 
     def _store_failed(self, e: SQLAlchemyError) -> None:
         if not self._store_failing:
