@@ -90,3 +90,16 @@ def test_dashboard_values_are_url_quoted():
     cfg, check, c = setup()
     alert = new_alert(episode(agent="a b&c"), check, CATALOG[V.SNI_BLOCKING], c, cfg.alerting, T0)
     assert alert.annotations["dashboard_url"].endswith("var-agent=a%20b%26c")
+
+
+def test_every_alerting_key_is_documented_in_the_example_config():
+    import re
+    from pathlib import Path
+
+    from monitor.config import AlertConditions, AlertingConfig, WebhookConfig
+
+    example = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text()
+    for model in (AlertingConfig, WebhookConfig, AlertConditions):
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            assert re.search(rf"\b{key}:", example), f"{model.__name__}.{key} is not in config.example.yaml"
