@@ -48,7 +48,9 @@ class Daemon:
             MonitorCollector(self.state, queue_depth=lambda: self.writer.queue_depth, spooled=lambda: self.writer.spooled)
         )
         # Alerts from the episodes in the store, on their own task (monitor/alerts/engine.py).
-        self.alerts = AlertEngine(lambda: self.config, verify=Vantage("alerting", extra_ca_files=tuple(config.trust.extra_ca_files)).verify_context)
+        self.alerts = AlertEngine(
+            lambda: self.config, url=config.storage.url, verify=Vantage("alerting", extra_ca_files=tuple(config.trust.extra_ca_files)).verify_context
+        )
         registry.register(self.alerts.metrics)
         self.server = ExporterServer(config.exporter.listen, registry, self.reload)
         self.scheduler = CheckScheduler(

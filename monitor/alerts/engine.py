@@ -83,11 +83,14 @@ class AlertEngine:
     run `run()` as a task, `stop()` to end it after the current step. Tests may instead
     `async with engine:` and call `step()` themselves."""
 
-    def __init__(self, config: Callable[[], Config], *, verify: ssl.SSLContext | bool = True, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self, config: Callable[[], Config], *, url: str | None = None, verify: ssl.SSLContext | bool = True,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self._config = config
         first = config()
-        self.agent = first.agent  # restart-only, as storage.url
-        self._db = make_engine(first.storage.url)
+        self.agent = first.agent  # restart-only, as the store
+        self._db = make_engine(url or first.storage.url)  # the daemon passes the URL it opens the store with
         self._verify = verify
         self._clock = clock
         self._alerts: dict[str, AlertRecord] = {}  # unsettled ones, by episode id
