@@ -170,6 +170,7 @@ def _probe(cfg: Config, args: argparse.Namespace) -> int:
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
     """`monitor alerts`: the store's firing alerts, with their evidence and deliveries."""
+    from sqlalchemy import inspect
     from sqlalchemy.orm import Session
 
     from monitor.model import format_time
@@ -181,6 +182,9 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     engine = make_engine(cfg.storage.url)
     try:
+        if not inspect(engine).has_table("alerts"):
+            print("no alerts: the store has no alerts table yet (the daemon creates it, as does monitor db upgrade)")
+            return EXIT_OK
         with Session(engine) as session:
             alerts = firing_alerts(session, args.agent)
     finally:

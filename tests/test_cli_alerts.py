@@ -24,6 +24,7 @@ def test_monitor_alerts_lists_what_fires_with_its_evidence(tmp_path: Path) -> No
     url = f"sqlite:///{tmp_path / 'm.db'}"
     config = tmp_path / "c.yaml"
     config.write_text(f'storage: {{url: "{url}"}}\n')
+    assert monitor("alerts", "-c", str(config)).stdout.startswith("no alerts: the store has no alerts table yet")
     upgrade(url)
     assert monitor("alerts", "-c", str(config)).stdout == "no alerts firing\n"
     engine = make_engine(url)
