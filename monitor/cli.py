@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     episodes.add_argument("--limit", type=int, default=100, help="at most this many, the newest (default 100)")
     episodes.add_argument("--json", action="store_true", help="one JSON object per episode")
 
+    alerts = command("alerts", help="what is firing now, and why", description="List the alerts firing now, read from the store (every agent writing to it, or --agent): each with its evidence, runbook and to which sinks it was delivered. The daemon's alert engine (alerting: in the config) is what fires and resolves them.")
+    alerts.add_argument("-c", "--config", required=True, help="config file (YAML): where the store is")
+    alerts.add_argument("--agent", metavar="NAME", help="only this agent's alerts")
+    alerts.add_argument("--json", action="store_true", help="print a JSON array, one object per alert")
+
     db = command("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dbsub.add_parser("upgrade", parents=[common], help="migrate the store's schema to the latest version")
@@ -336,6 +341,30 @@ def _cmd_episodes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    """`monitor alerts`: the store's firing alerts, with their evidence and deliveries."""
+    from sqlalchemy import inspect
+
+    from monitor.store.alerts import firing_alerts
+    from monitor.views import alert_rows
+
+    cfg = _load(args.config)
+
+    def read(session):  # None: a store the daemon (or db upgrade) has not migrated yet
+        return firing_alerts(session, args.agent) if inspect(session.get_bind()).has_table("alerts") else None
+
+    found = _reading(cfg, read)
+    if found is None:
+        print("no alerts: the store has no alerts table yet (the daemon creates it, as does monitor db upgrade)")
+    elif args.json:
+        print(json.dumps([a.to_json() for a in found], indent=2))
+    elif not found:
+        print("no alerts firing" + (f" for agent {args.agent}" if args.agent else ""))
+    else:
+        print("\n".join(alert_rows(found)))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _cmd_run,
     "probe": _cmd_probe,
@@ -343,5 +372,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "sample-config": _cmd_sample_config,
     "results": _cmd_results,
     "episodes": _cmd_episodes,
+    "alerts": _cmd_alerts,
     "db": _cmd_db,
 }
+

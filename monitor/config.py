@@ -25,6 +25,8 @@ from sqlalchemy.engine import make_url
 from monitor.credentials import read_secret, user_password
 from monitor.redact import redact_url
 
+from monitor.model import VerdictName
+
 # ---------------------------------------------------------------------------------------------
 # Value types
 
@@ -88,6 +90,7 @@ IPAddress = Annotated[str, AfterValidator(_valid_ip)]
 # Said wherever a URL with userinfo is refused: the URL is shown in metric labels, logs and
 # stored results, so the secret goes where the config says it is, never into the URL itself.
 NO_CREDENTIALS_IN_URLS = "credentials in a URL would be shown in metric labels, logs and stored results"
+FROM_ENV_OR_FILE = "name an environment variable or a file holding them instead (auth:, token_env, … in config.example.yaml)"
 
 
 def _valid_http_url(v: str) -> str:
@@ -95,7 +98,7 @@ def _valid_http_url(v: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL, got {redact_url(v)!r}")
     if "@" in parts.netloc:
-        raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; give them with auth: {{basic_env|basic_file|bearer_env|bearer_file}}")
+        raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; {FROM_ENV_OR_FILE}")
     return v
 
 
@@ -310,6 +313,126 @@ class VantageConfig(_Model):
         return v
 
 
+# ---------------------------------------------------------------------------------------------
+# Alerting (monitor/alerts/): when verdict episodes alert, and where alerts go.
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITIES = typing.get_args(Severity)
+# Labels every alert carries, set by monitor: a user label may not replace one of them.
+ALERT_LABELS = ("alertname", "severity", "check", "kind", "target", "vantage", "agent", "verdict")
+# What `alerting.dashboard_url` may name; each is replaced by the alert's own value, URL-quoted.
+DASHBOARD_FIELDS = ("check", "kind", "target", "vantage", "agent", "verdict")
+
+
+def _severity(v: Any) -> Any:
+    """One severity for every verdict, or a mapping verdict: severity; one readable message
+    instead of pydantic's per-union-member ones."""
+    one = f"{', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}"
+    if v is None or (isinstance(v, str) and v in SEVERITIES):
+        return v
+    if not isinstance(v, dict):
+        raise ValueError(f"expected {one}, or a mapping of verdict to severity; got {v!r}")
+    verdicts = {n.value for n in VerdictName} - {"ok", "inconclusive"}
+    for verdict, severity in v.items():
+        if verdict not in verdicts:
+            raise ValueError(f"unknown verdict {verdict!r} (alerting verdicts: {', '.join(sorted(verdicts))})")
+        if severity not in SEVERITIES:
+            raise ValueError(f"{verdict}: expected {one}, got {severity!r}")
+    return v
+
+
+def _no_credentials(v: str) -> str:
+    """For a URL that need not be http(s) (a base for runbook links): no userinfo either."""
+    if "@" in urlsplit(v).netloc:
+        raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; {FROM_ENV_OR_FILE}")
+    return v
+
+
+class AlertConditions(_Model):
+    """When the verdict episodes of a check alert (monitor/alerts/policy.py). `defaults.alert`
+    applies to every check; a check's own `alert` overrides it key by key (labels merge)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    enabled: bool | None = None  # false: episodes are still stored, but never alert
+    verdicts: list[VerdictName] | None = None  # only these verdicts alert (default: all but ok/inconclusive)
+    for_: Duration | None = Field(default=None, alias="for")  # the episode has lasted this long since its first round
+    rounds: int | None = Field(default=None, ge=1, le=10000)  # ...and said its verdict in at least this many rounds
+    severity: Annotated[Severity | dict[VerdictName, Severity] | None, BeforeValidator(_severity)] = None  # one, or per verdict
+    labels: dict[str, str] = {}
+
+    @field_validator("verdicts")
+    @classmethod
+    def _alerting_verdicts(cls, v: list[VerdictName] | None) -> list[VerdictName] | None:
+        quiet = [n.value for n in v or () if n in (VerdictName.OK, VerdictName.INCONCLUSIVE)]
+        if quiet:
+            raise ValueError(f"{', '.join(quiet)}: never alerts (ok and inconclusive describe no problem)")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _own_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name.startswith("__"):
+                raise ValueError(f"invalid label name {name!r} (letters, digits and _, not starting with a digit or __)")
+            if name in ALERT_LABELS:
+                raise ValueError(f"label {name!r} is set by monitor (its own: {', '.join(ALERT_LABELS)})")
+        return v
+
+
+class WebhookConfig(_Model):
+    """A generic JSON webhook: one POST per alert that fires and one when it resolves."""
+
+    url: HttpURL
+    token_env: EnvName | None = None  # environment variable holding a bearer token (Authorization header)
+    token_file: str | None = None  # file whose first line is the bearer token
+    secret_env: EnvName | None = None  # environment variable holding the HMAC-SHA256 key that signs each body
+    secret_file: str | None = None  # file whose first line is that key
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> WebhookConfig:
+        for what in ("token", "secret"):
+            if getattr(self, f"{what}_env") is not None and getattr(self, f"{what}_file") is not None:
+                raise ValueError(f"give {what}_env or {what}_file, not both")
+        return self
+
+
+def _alertmanager_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.query or parts.fragment:
+        raise ValueError(f"{v!r}: expected the Alertmanager's base URL (alerts go to <url>/api/v2/alerts), without query or fragment")
+    return v.rstrip("/")
+
+
+class AlertingConfig(_Model):
+    # Every one of them gets every alert, as Prometheus does (an Alertmanager cluster dedupes).
+    alertmanager: list[Annotated[HttpURL, AfterValidator(_alertmanager_url)]] = []
+    webhook: WebhookConfig | None = None
+    poll_interval: Duration = 5.0  # how often the store's episodes are read
+    resend_interval: Duration = 60.0  # firing alerts are re-sent this often; their endsAt is 4 of these ahead
+    timeout: Duration = 10.0  # per request to a sink
+    # runbook_url annotation: this base joined with "<alertname>.md" (docs/runbooks/ of this repository).
+    runbook_base_url: Annotated[str, AfterValidator(_no_credentials)] = "docs/runbooks"
+    # dashboard_url annotation, e.g. "https://grafana.example/d/monitor?var-check={check}&var-agent={agent}".
+    dashboard_url: HttpURL | None = None
+
+    @field_validator("alertmanager")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        twice = sorted({u for u in v if v.count(u) > 1})
+        if twice:
+            raise ValueError(f"Alertmanager listed twice: {', '.join(twice)}")
+        return v
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _known_fields(cls, v: str | None) -> str | None:
+        unknown = sorted(set(re.findall(r"{([^{}]*)}", v or "")) - set(DASHBOARD_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)} (known: {', '.join('{' + f + '}' for f in DASHBOARD_FIELDS)})")
+        return v
+
+
 class Defaults(_Model):
     interval: Duration = 60.0
     timeout: Duration = 10.0
@@ -317,6 +440,7 @@ class Defaults(_Model):
     connect_timeout: Duration | None = None
     tls_timeout: Duration | None = None
     read_timeout: Duration | None = None
+    alert: AlertConditions = AlertConditions()  # alert conditions of every check (see AlertConditions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,6 +457,7 @@ class _CheckBase(_Model):
     connect_timeout: Duration | None = None
     tls_timeout: Duration | None = None
     read_timeout: Duration | None = None
+    alert: AlertConditions | None = None  # overrides defaults.alert key by key
 
     def phase_timeout(self, which: Literal["connect", "tls", "read"]) -> float:
         value = getattr(self, f"{which}_timeout")
@@ -472,7 +597,7 @@ class GoproxyCheck(_CheckBase):
         if entries[0].url in (DIRECT, OFF):
             raise ValueError("the list must start with a proxy URL: direct and off leave nothing for this check to fetch")
         if any("@" in urlsplit(e.url).netloc for e in entries):
-            raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; give them with auth: {{basic_env|basic_file|bearer_env|bearer_file}}")
+            raise ValueError(f"{NO_CREDENTIALS_IN_URLS}; {FROM_ENV_OR_FILE}")
         return v
 
     @field_validator("module")
@@ -678,6 +803,7 @@ class Config(_Model):
     defaults: Defaults = Defaults()
     checks: list[Check] = []
     analysis: AnalysisConfig = AnalysisConfig()
+    alerting: AlertingConfig = AlertingConfig()
 
     def check(self, name: str) -> Check:
         for c in self.checks:

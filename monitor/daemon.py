@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor import netns as network_namespaces
+from monitor.alerts import AlertEngine
 from monitor.config import Check, Config, ConfigError, load_config
 from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
@@ -54,6 +55,11 @@ class Daemon:
         # The agent's own CPU, memory and file descriptors (process_*) and python_info.
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
+        # Alerts from the episodes in the store, on their own task (monitor/alerts/engine.py).
+        self.alerts = AlertEngine(
+            lambda: self.config, url=config.storage.dsn, verify=Vantage("alerting", extra_ca_files=tuple(config.trust.extra_ca_files)).verify_context
+        )
+        registry.register(self.alerts.metrics)
         self.server = ExporterServer(config.exporter.listen, registry, self.reload if config.exporter.reload_enabled else None, self.health)
         self.scheduler = CheckScheduler(
             self._measure, self._conclude, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag, on_skip=self.state.record_skip
@@ -82,6 +88,7 @@ class Daemon:
         writer_task.add_done_callback(self._writer_ended)
         prune_engine = make_engine(self.config.storage.dsn)
         prune_task = asyncio.create_task(prune_forever(prune_engine, self.config.storage.retention_raw), name="retention")
+        alerts_task = asyncio.create_task(self.alerts.run(), name="alerts")
         await self.server.start()
         self.scheduler.apply(self.config)
         self.state.reload_ok, self.state.reload_time = True, time.time()
@@ -93,6 +100,8 @@ class Daemon:
         grace = min(30.0, max((c.timeout for c in self.config.checks), default=1.0) + 1.0)
         await self.scheduler.shutdown(grace)
         await self.server.stop()
+        self.alerts.stop()
+        await alerts_task
         for task in (prune_task, prepare_task):
             if task is not None:
                 task.cancel()

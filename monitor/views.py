@@ -86,3 +86,17 @@ def episode_rows(episodes: Sequence[Episode], *, now: datetime | None = None) ->
 def episode_lines(episodes: Sequence[Episode], *, now: datetime | None = None) -> list[str]:
     now = now or utcnow()
     return [json.dumps(episode_json(e, now), separators=(",", ":")) for e in episodes]
+
+
+def alert_rows(alerts: Sequence[Any]) -> list[str]:
+    """Firing alerts (monitor.store.alerts), each followed by its evidence, runbook and deliveries."""
+    rows = [(a.alertname, a.severity, a.check, f"{a.vantage}@{a.agent}", short_time(a.fired_at)) for a in alerts]
+    lines = table(("ALERT", "SEVERITY", "CHECK", "VANTAGE@AGENT", "SINCE (UTC)"), rows)
+    out = [lines[0]]
+    for line, a in zip(lines[1:], alerts):
+        out.append(line)
+        out += [f"    {evidence}" for evidence in a.annotations.get("description", "").splitlines()]
+        out.append(f"    runbook: {a.annotations.get('runbook_url', '-')}")
+        sent = [f"{sink} at {short_time(d.sent_at)}" for sink, d in sorted(a.deliveries.items()) if d.sent_at]
+        out.append(f"    delivered: {'; '.join(sent) if sent else 'not yet (see the daemon log)'}")
+    return out

@@ -31,7 +31,7 @@ def schema_keys(model: type[BaseModel] = Config, seen: set[type] | None = None) 
     if model in seen:
         return set()
     seen.add(model)
-    keys = set(model.model_fields)
+    keys = {field.alias or name for name, field in model.model_fields.items()}  # as written in YAML (`for`, not `for_`)
     for field in model.model_fields.values():
         for nested in models_in(field.annotation):
             keys |= schema_keys(nested, seen)

@@ -22,7 +22,7 @@ def current_episode(session: Session, check: str, vantage: str, agent: str) -> E
         .order_by(EpisodeRow.started_at.desc())
         .limit(1)
     ).first()
-    return _episode(row) if row is not None else None
+    return episode_from_row(row) if row is not None else None
 
 
 def save_episode(session: Session, episode: Episode) -> None:
@@ -55,7 +55,7 @@ def episodes_between(session: Session, since: datetime, until: datetime, check: 
     )
     if check is not None:
         stmt = stmt.where(EpisodeRow.check == check)
-    return [_episode(row) for row in session.scalars(stmt.order_by(EpisodeRow.started_at, EpisodeRow.id))]
+    return [episode_from_row(row) for row in session.scalars(stmt.order_by(EpisodeRow.started_at, EpisodeRow.id))]
 
 
 def list_episodes(
@@ -74,7 +74,7 @@ def list_episodes(
     if agent is not None:
         stmt = stmt.where(EpisodeRow.agent == agent)
     newest = session.scalars(stmt.order_by(EpisodeRow.started_at.desc(), EpisodeRow.id.desc()).limit(limit)).all()
-    return [_episode(row) for row in reversed(newest)]
+    return [episode_from_row(row) for row in reversed(newest)]
 
 
 def latest_summaries(session: Session, check: str, kind: str, since: datetime) -> list[ProbeResult]:
@@ -94,7 +94,7 @@ def latest_summaries(session: Session, check: str, kind: str, since: datetime) -
     return [result_from_row(row) for row in session.scalars(stmt)]
 
 
-def _episode(row: EpisodeRow) -> Episode:
+def episode_from_row(row: EpisodeRow) -> Episode:
     return Episode(
         id=row.id, check=row.check, vantage=row.vantage, agent=row.agent, verdict=VerdictName(row.verdict),
         started_at=row.started_at, confirmed_at=row.confirmed_at, ended_at=row.ended_at, last_seen_at=row.last_seen_at,

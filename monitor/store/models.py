@@ -136,3 +136,34 @@ class EpisodeRow(Base):
         # Reports and retention by time.
         Index("ix_verdict_episodes_started_at", "started_at"),
     )
+
+
+class AlertRow(Base):
+    """One alert: the verdict episode it is about (one alert per episode, ever), what was sent
+    (labels, annotations) and to which sink when (`deliveries`, per sink). `settled` once it
+    is resolved and every sink has been told (or no longer needs telling): the alert engine
+    then leaves it alone, and it stays as history."""
+
+    __tablename__ = "alerts"
+
+    episode_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent: Mapped[str] = mapped_column(String)
+    check: Mapped[str] = mapped_column(String)
+    vantage: Mapped[str] = mapped_column(String)
+    verdict: Mapped[str] = mapped_column(String)
+    alertname: Mapped[str] = mapped_column(String)
+    severity: Mapped[str] = mapped_column(String)
+    labels: Mapped[dict[str, str]] = mapped_column(Document)
+    annotations: Mapped[dict[str, str]] = mapped_column(Document)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(String)  # why it resolved
+    deliveries: Mapped[dict[str, Any]] = mapped_column(Document)
+    settled: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        # The engine's working set: one agent's alerts not yet settled.
+        Index("ix_alerts_agent_settled", "agent", "settled"),
+        # `monitor alerts`: what fires now (resolved_at NULL).
+        Index("ix_alerts_resolved_at", "resolved_at"),
+    )
