@@ -54,6 +54,33 @@ def _parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dbsub.add_parser("upgrade", help="migrate the store's schema to the latest version")
     up.add_argument("-c", "--config", required=True, help="config file (YAML)")
+
+    doc = sub.add_parser(
+        "doctor", help="why `go mod download` fails from here, and the fix (no config needed)", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Walk the hops `go mod download` takes for a module (GOPROXY entries with Go's ',' and '|' fall-through, "
+                    "direct to the VCS over HTTPS or SSH, the checksum database, HTTPS_PROXY), measure each from here (system DNS "
+                    "against DoH/DoT, TCP, TLS with the host's SNI against a control SNI, the certificate chain, HTTP, the module "
+                    "fetch verified with the checksum database), say which hop fails and why, and print the fix. See docs/doctor.md.",
+        epilog="examples:\n  monitor doctor golang.org/x/text@v0.14.0\n  monitor doctor -m go.mod --json\n"
+               "  monitor doctor example.com/mod --try-proxy https://goproxy.cn --emit-config watch.yaml\n\n"
+               "exit codes: 0 healthy, 3 go mod download fails and a fix works from here, 4 it fails and nothing tried works,\n"
+               "5 it works but a hop on the way fails, 2 usage error, 1 runtime failure")
+    doc.add_argument("module", nargs="?", metavar="MODULE[@VERSION]", help="the module to fetch (default version: latest)")
+    doc.add_argument("-m", "--modfile", metavar="GO.MOD", help="take a few representative modules from this go.mod (and pins from the go.sum beside it)")
+    doc.add_argument("--modules", type=int, default=3, metavar="N", help="how many modules to take from the go.mod (default: 3)")
+    doc.add_argument("--goproxy", metavar="LIST", help="use this GOPROXY instead of the go command's")
+    doc.add_argument("--gosumdb", metavar="DB", help="use this GOSUMDB instead of the go command's")
+    doc.add_argument("--try-proxy", action="append", metavar="URL", help="another module proxy to try for a list that works (repeatable; default: "
+                     "https://proxy.golang.org, https://goproxy.cn, https://goproxy.io; 'none' for none)")
+    doc.add_argument("--reference", action="append", metavar="URL", help="encrypted resolver the system's DNS answers are compared with (repeatable; "
+                     "at least one tls:// and one https://; default: https://dns.google/dns-query, tls://1.1.1.1)")
+    doc.add_argument("--control-sni", default="example.com", metavar="NAME", help="name handshaken on each address besides the host's own (default: example.com)")
+    doc.add_argument("--vantage", action="append", metavar="SPEC", help="where to measure from: local, netns:NAME, bind:IP, http://HOST:PORT, socks5://HOST:PORT; "
+                     "repeat to compare: the first is diagnosed, the others tell censorship from a server that is down (default: local)")
+    doc.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="deadline of each measurement (default: 10)")
+    doc.add_argument("--json", action="store_true", help="print the diagnosis as one JSON object (docs/doctor.md)")
+    doc.add_argument("--emit-config", metavar="FILE", help="write a monitor config that watches this path (with the pins learned)")
+    doc.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return p
 
 
@@ -81,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         print(f"{args.config}: ok ({len(cfg.checks)} checks, {len(cfg.vantages)} vantages)")
         return EXIT_OK
+    if args.command == "doctor":
+        return _cmd_doctor(args)
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_USAGE
@@ -159,3 +188,83 @@ def _probe(cfg: Config, args: argparse.Namespace) -> int:
             failure = f"{result.failure.cls}@{result.failure.operation}: {result.failure.detail}" if result.failure else ""
             print(f"{'OK  ' if result.ok else 'FAIL'} {result.check:<20} {result.vantage:<12} {result.target:<40} {result.duration_s*1000:8.1f} ms  {failure}", flush=True)
     return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """`monitor doctor`: usage problems exit 2, a crash 1, else the diagnosis's own code."""
+    import dataclasses
+    import os
+    import time
+    from pathlib import Path
+
+    from monitor.doctor import Progress, go_trust, run_doctor, vantage_from_spec
+    from monitor.doctor.emit import emit_config
+    from monitor.doctor.goenv import read_git_rewrites, read_goenv
+    from monitor.doctor.gomod import GoModError, parse_module_arg, read_gomod, read_gosum, representative
+    from monitor.doctor.plan import make_plan
+    from monitor.doctor.render import to_json, to_text
+    from monitor.doctor.run import Settings
+
+    def usage(message: str) -> int:
+        print(f"monitor doctor: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the progress
+    goenv = read_goenv()
+    if args.goproxy:
+        goenv = dataclasses.replace(goenv, goproxy=args.goproxy, source=goenv.source + ", --goproxy")
+    if args.gosumdb:
+        goenv = dataclasses.replace(goenv, gosumdb=args.gosumdb, source=goenv.source + ", --gosumdb")
+    pins: dict = {}
+    try:
+        if args.module and args.modfile:
+            return usage("give MODULE[@VERSION] or -m go.mod, not both")
+        modfile = args.modfile or ("go.mod" if not args.module and Path("go.mod").is_file() else None)
+        if args.module:
+            modules = [parse_module_arg(args.module)]
+        elif modfile:
+            modules = representative(read_gomod(Path(modfile)), goenv, limit=max(1, args.modules))
+            pins = read_gosum(Path(modfile).with_name("go.sum"))
+            if not modules:
+                return usage(f"{modfile}: no module to download (no require, or only local replacements)")
+        else:
+            return usage("give MODULE[@VERSION], or -m go.mod (none in the current directory)")
+        tries = [t for t in (args.try_proxy or ["https://proxy.golang.org", "https://goproxy.cn", "https://goproxy.io"]) if t != "none"]
+        plan = make_plan(modules, goenv, candidates=tries, rewrites=read_git_rewrites())
+        trust, problems = go_trust()
+        for problem in problems:
+            print(f"monitor doctor: warning: {problem}", file=sys.stderr)
+        vantages = [vantage_from_spec(spec, trust) for spec in (args.vantage or ["local"])]
+        if len({v.name for v in vantages}) != len(vantages):
+            return usage("the same vantage twice")
+        if not 0 < args.timeout <= 300:
+            return usage("--timeout must be between 0 and 300 seconds")
+        settings = Settings(timeout=args.timeout, control_sni=args.control_sni,
+                            references=tuple(args.reference or ("https://dns.google/dns-query", "tls://1.1.1.1")))
+        from monitor.config import SiteCheck
+
+        SiteCheck(kind="site", name="x", interval=60, timeout=settings.timeout, vantages=["x"], domain="check.invalid",
+                  control_sni=settings.control_sni, references=list(settings.references))  # the references and control, as a config would check them
+    except (GoModError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        return usage(str(e).replace("\n", " "))
+    started = time.monotonic()
+    try:
+        result = asyncio.run(run_doctor(plan, vantages, settings, Progress(quiet=args.quiet), pins=pins))
+    except KeyboardInterrupt:
+        return EXIT_RUNTIME
+    except Exception as e:
+        log.error("doctor: %s: %s", type(e).__name__, e, exc_info=args.log_level == "debug")
+        return EXIT_RUNTIME
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps(to_json(result.diagnosis, duration_s=elapsed), indent=2))
+    else:
+        print(to_text(result.diagnosis, duration_s=elapsed), end="")
+    if args.emit_config:
+        try:
+            Path(args.emit_config).write_text(emit_config(result), encoding="utf-8")
+        except OSError as e:
+            print(f"monitor doctor: cannot write {args.emit_config}: {e.strerror or e}", file=sys.stderr)
+            return EXIT_RUNTIME
+        print(f"monitor doctor: wrote {os.path.abspath(args.emit_config)} (monitor check-config {args.emit_config})", file=sys.stderr)
+    return result.diagnosis.exit_code
