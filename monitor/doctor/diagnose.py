@@ -143,7 +143,9 @@ def fetch_status(result: ProbeResult | None) -> tuple[str, Failure | None, bool]
         return "ok", None, False
     failure = result.failure
     requests = result.facts.get("requests") or []
-    if failure is not None and requests and requests[-1].get("what") in _SUMDB_REQUESTS:
+    if failure is None or failure.cls is FailureClass.CHECKSUM_MISMATCH:  # the bytes, not the database
+        return "failed", failure, False
+    if requests and requests[-1].get("what") in _SUMDB_REQUESTS:
         return "ok", failure, True
     if failure is not None and failure.cls is FailureClass.MODULE_NOT_FOUND:
         return "not_found", failure, False

@@ -47,7 +47,7 @@ def to_text(d: Diagnosis, *, duration_s: float) -> str:
         lines.append("Fix:")
         for f in d.fixes:
             lines.append(f"  {f.command}")
-            lines.append(f"      {'verified: ' if f.verified else ''}{f.why}")
+            lines.append(f"      {f.why}")
     elif d.healthy:
         lines.append("Healthy: every hop works from here; nothing to fix.")
     else:

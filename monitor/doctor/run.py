@@ -180,7 +180,7 @@ def fetch_check(proxy: str, module: Requirement, sumdb: Sumdb | None, pins: dict
                 settings: Settings, vantage: str, *, name: str | None = None) -> GoproxyCheck | HttpCheck:
     name = name or f"module-{_name(proxy)}"
     zip_h1, mod_h1 = pins.get((module.path, module.version), (None, None))
-    common = settings.common(name, vantage) | {"connect_timeout": None, "tls_timeout": None}
+    common = settings.common(name, vantage)
     if sumdb is None and zip_h1 is None and mod_h1 is None:
         # Nothing proves the bytes: at least ask the proxy for the version, as the go command first does.
         url = proxy.split(",")[0].split("|")[0]

@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.analysis.observations import CERTIFICATE_FAILURES, Attempt, attempts_of, peer_view
+from monitor.analysis.observations import Attempt, attempts_of, peer_view
 from monitor.analysis.verdicts import judge_module, judge_site
 from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName
 
 V = VerdictName
 C = Confidence
 QUIET = (V.OK, V.INCONCLUSIVE)
+_NAME_MISMATCH = FailureClass.SSL_INVALID_HOSTNAME.value
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,14 @@ def judge_host(results: Sequence[ProbeResult], peers: Sequence[ProbeResult]) -> 
 
 def _control_answered(a: Attempt) -> Attempt:
     """A control SNI the server has no certificate for still proves the path open (its
-    ServerHello came back); today's rules count its certificate error as a failure of the
-    attempt, which leaves a working host `inconclusive`. Doctor's control is a generic name
-    (example.com) that no host on the way serves, so that error is cleared here, until
-    analysis judges a failing control as a weaker conclusion rather than a failed target (#11)."""
+    ServerHello came back, with a chain that verifies for another name); today's rules count
+    that name mismatch as a failure of the attempt, which leaves a working host
+    `inconclusive`. Doctor's control is a generic name (example.com) that no host on the way
+    serves, so the mismatch is cleared here — a chain that does not verify at all is kept, it
+    is evidence of interception — until analysis judges a failing control as a weaker
+    conclusion rather than a failed target (#11)."""
     handshakes = tuple(
-        dataclasses.replace(h, failure=None, operation=None) if h.label == "control" and h.server_hello and h.failure in CERTIFICATE_FAILURES else h
+        dataclasses.replace(h, failure=None, operation=None) if h.label == "control" and h.failure == _NAME_MISMATCH else h
         for h in a.handshakes
     )
     return dataclasses.replace(a, handshakes=handshakes)
@@ -108,4 +111,4 @@ def unexplained(verdict: Verdict | None, failure: Failure | None) -> Verdict:
     evidence = tuple(verdict.evidence) if verdict is not None else ()
     if failure is not None:
         evidence = (f"{failure.cls.value} during {failure.operation.value}: {failure.detail}", *evidence)
-    return Verdict(V.FAILING, C.LOW, evidence)
+    return Verdict(V.FAILING, C.LOW, tuple(dict.fromkeys(evidence)))
