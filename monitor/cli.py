@@ -241,12 +241,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             return usage("--timeout must be between 0 and 300 seconds")
         settings = Settings(timeout=args.timeout, control_sni=args.control_sni,
                             references=tuple(args.reference or ("https://dns.google/dns-query", "tls://1.1.1.1")))
-        from monitor.config import SiteCheck
-
-        SiteCheck(kind="site", name="x", interval=60, timeout=settings.timeout, vantages=["x"], domain="check.invalid",
-                  control_sni=settings.control_sni, references=list(settings.references))  # the references and control, as a config would check them
     except (GoModError, ValueError) as e:  # pydantic's ValidationError is a ValueError
-        return usage(str(e).replace("\n", " "))
+        errors = getattr(e, "errors", None)
+        return usage("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg'].removeprefix('Value error, ')}" for x in errors()) if errors else str(e))
     started = time.monotonic()
     try:
         result = asyncio.run(run_doctor(plan, vantages, settings, Progress(quiet=args.quiet), pins=pins))

@@ -172,6 +172,16 @@ def test_ssh_port_blocked_moves_git_to_https(lab, tmp_path):
     assert fix(report, "git")["command"] == "git config --global --unset-all 'url.git@git.lab:.insteadof'"
 
 
+def test_private_module_gets_goprivate(lab, tmp_path):
+    code, report, _ = doctor(lab, tmp_path, "example.com/private@v1.0.0")
+    assert code == 3
+    [m] = report["modules"]
+    assert [(h["role"], h["status"]) for h in m["hops"]] == [
+        ("goproxy", "not_found"), ("goproxy", "not_found"), ("discovery", "ok"), ("git_https", "ok"), ("sumdb", "failed")]
+    assert failed_hop(report)["role"] == "sumdb"
+    assert fix(report, "goprivate")["command"] == "export GOPRIVATE=example.com/private"
+
+
 def test_proxy_that_is_down_is_server_down_against_the_clean_vantage(lab, tmp_path):
     env = go_env(lab, tmp_path, GOPROXY="https://down.lab,https://proxy2.lab,direct")
     code, report, _ = doctor(lab, tmp_path, "example.com/mod@v1.0.0", "--vantage", "local", "--vantage", f"netns:{lab.clean}", env=env)

@@ -17,7 +17,7 @@ from monitor.doctor.gomod import Requirement
 from monitor.doctor.plan import Plan, Route, host_port
 from monitor.doctor.run import Direct, Fetch, Host, Measured
 from monitor.doctor.verdicts import HostVerdict, judge_env_proxy, judge_fetch, judge_host, judge_ssh, unexplained
-from monitor.model import Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName
+from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName
 from monitor.probes._goproxy_list import DIRECT, OFF
 
 V = VerdictName
@@ -219,9 +219,23 @@ def _git_hop(ctx: _Context, d: Direct) -> Hop:
     return hop
 
 
-def _sumdb_hop(ctx: _Context, route: Route, obtained: bool, sumdb_failure: Failure | None) -> Hop:
+def _sumdb_hop(ctx: _Context, route: Route, obtained: str | None, sumdb_failure: Failure | None) -> Hop:
     assert route.sumdb is not None
-    hop = Hop("sumdb", route.sumdb.base, "unmeasured", reached=obtained)
+    hop = Hop("sumdb", route.sumdb.base, "unmeasured", reached=obtained is not None)
+    lookup = ctx.m.lookups.get(route.module.path)
+    if obtained == "direct" and lookup is not None and lookup.result is not None:
+        status, failure, _ = fetch_status(lookup.result)
+        hop.target = lookup.check.url
+        if status == "ok":
+            hop.status = "ok"
+        else:
+            hop.status, hop.failure = "failed", failure
+            if status == "not_found":
+                hop.verdict = Verdict(V.FAILING, Confidence.HIGH, (f"{route.sumdb.name} does not know {route.module.path}@{route.module.version} (404/410): "
+                                                                    "a private module, or one too new for it",))
+            else:
+                hop.verdict = ctx.explain(route.sumdb.base, failure, None)
+        return hop
     verified = [f.result for (_, path), f in ctx.m.fetches.items()
                 if path == route.module.path and f.result is not None and (f.result.facts.get("sumdb") or {}).get("verified")]
     if verified:
@@ -291,7 +305,7 @@ def _walk(ctx: _Context, route: Route) -> ModuleOutcome:
                 hop.notes.append("',' after it: the go command stops here (it falls through on 404/410 only)")
             stop_reason, reached = "", False
     if route.sumdb is not None:
-        hops.append(_sumdb_hop(ctx, route, obtained_from is not None, sumdb_failure))
+        hops.append(_sumdb_hop(ctx, route, obtained_from, sumdb_failure))
     version = _resolved_version(ctx, route)
     failed = next((h for h in hops if h.reached and h.status == "failed"), None)
     ok = obtained_from is not None and not (route.sumdb is not None and hops[-1].status == "failed")
@@ -424,7 +438,7 @@ def _private_fixes(plan: Plan, outcomes: list[ModuleOutcome], ctx: _Context) -> 
             continue
         proxy_hops = [h for h in o.hops if h.role == "goproxy"]
         git_ok = [h for h in o.hops if h.role in ("git_https", "git_ssh")]
-        if proxy_hops and all(h.status == "not_found" for h in proxy_hops) and (not git_ok or all(h.status == "ok" for h in git_ok)):
+        if proxy_hops and all(h.status == "not_found" for h in proxy_hops) and git_ok and all(h.status == "ok" for h in git_ok):
             prefix = _prefix(ctx, r)
             fixes.append(Fix("goprivate", f"export GOPRIVATE={_joined(plan.goenv.goprivate, prefix)}",
                              f"no proxy knows {r.module.path} (404/410 from each){' while its repository answers' if git_ok else ''}: a private module "

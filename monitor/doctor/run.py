@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from monitor.config import GitCheck, GoproxyCheck, HttpCheck, ProxyCheck, SiteCheck
 from monitor.doctor.gomod import Requirement
@@ -34,6 +37,9 @@ from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError
 from monitor.vantage import Proxy, Vantage
 
+_OPTION = {"references": "reference", "control_sni": "control-sni", "timeout": "timeout"}
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
 # Statuses that show a server answering over a verified session: the HTTP layer works. What
 # the answer means for the module is the fetch's business, not the host check's.
 ANSWERED = [200, 204, 301, 302, 303, 304, 307, 308, 401, 403, 404, 410]
@@ -46,6 +52,17 @@ class Settings:
     control_sni: str = "example.com"
     references: tuple[str, ...] = ("https://dns.google/dns-query", "tls://1.1.1.1")
     interval: float = 60.0  # of the checks as emitted
+
+    def __post_init__(self) -> None:
+        """The references and the control SNI as a site check in a config would be checked
+        (ValueError: a usage error, said before any packet is sent)."""
+        try:
+            SiteCheck(kind="site", name="doctor", interval=self.interval, timeout=self.timeout, vantages=["doctor"], domain="check.invalid",
+                      control_sni=self.control_sni, references=list(self.references))
+        except ValidationError as e:
+            raise ValueError("; ".join(f"--{_OPTION.get(str(x['loc'][0]), x['loc'][0])}: {x['msg'].removeprefix('Value error, ')}" for x in e.errors())) from None
+        if not _HOSTNAME.fullmatch(self.control_sni):
+            raise ValueError(f"--control-sni: {self.control_sni!r} is not a host name")
 
     def common(self, name: str, vantage: str) -> dict[str, Any]:
         phase = min(5.0, self.timeout)
@@ -107,6 +124,7 @@ class Measured:
     directs: dict[str, Direct] = field(default_factory=dict)  # module path
     env_proxies: list[EnvProxy] = field(default_factory=list)
     verification: Fetch | None = None  # the recommended GOPROXY list, fetched as the go command would
+    lookups: dict[str, Fetch] = field(default_factory=dict)  # module path -> its checksum-database lookup (for direct)
 
     def host_of(self, url: str) -> Host | None:
         return self.hosts.get(host_port(url))
@@ -147,6 +165,13 @@ async def measure_plan(plan: Plan, vantage: Vantage, settings: Settings, *, pins
             key = (proxy, route.module.path)
             if key not in m.fetches:
                 m.fetches[key] = Fetch(proxy, route.module, fetch_check(proxy, route.module, route.sumdb, pins, settings, vantage.name))
+    for route in plan.routes:
+        # A module fetched direct is still looked up in the checksum database; one the database
+        # does not know (a private module) fails there. The proxies' fetches cover the others.
+        if route.direct and route.sumdb is not None and route.module.version != "latest":
+            url = f"{route.sumdb.base}/lookup/{escape_path(route.module.path)}@{escape_version(route.module.version)}"
+            check = HttpCheck(kind="http", url=url, expect_status=[200], **settings.common(f"sumdb-lookup-{_name(route.module.path)}", vantage.name))
+            m.lookups[route.module.path] = Fetch(route.sumdb.base, route.module, check)
     for url in dict.fromkeys(filter(None, (plan.goenv.https_proxy, plan.goenv.http_proxy))):
         target = next(iter(plan.proxies), "https://proxy.golang.org").removeprefix("https://").removeprefix("http://").split("/")[0]
         check = ProxyCheck(kind="proxy", proxy=_proxy_url(url), target=target if ":" in target else f"{target}:443",
@@ -158,6 +183,7 @@ async def measure_plan(plan: Plan, vantage: Vantage, settings: Settings, *, pins
         *(_step(progress, f"{label}: git {d.check.display_target}", _run_git(d, m), _result_outcome)
           for d in m.directs.values() if d.check is not None),
         *(_step(progress, f"{label}: proxy {p.check.proxy}", _run_env_proxy(p, vantage), _result_outcome) for p in m.env_proxies),
+        *(_step(progress, f"{label}: lookup {f.check.url}", _run_fetch(f, m.path_vantage), _result_outcome) for f in m.lookups.values()),
     )
     return m
 

@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 _LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 _WAIT = 10  # s: the longest any lab command or start-up may take
 MODULE_PATH, MODULE_VERSION = "example.com/mod", "v1.0.0"
+PRIVATE_MODULE = "example.com/private"  # in git.lab's repository only: no proxy, no checksum database knows it
 
 
 def lab_unavailable() -> str | None:
@@ -331,7 +332,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
             },
             "vcs": {
                 "go_get": {"host": lab.vanity, "port": 443, "cert": str(vcs_leaf.cert), "key": str(vcs_leaf.key),
-                           "imports": {MODULE_PATH: "git https://git.lab/repo.git"}},
+                           "imports": {MODULE_PATH: "git https://git.lab/repo.git", PRIVATE_MODULE: "git https://git.lab/repo.git"}},
                 "git": {"host": lab.git_server, "port": 443, "ssh_port": 22, "cert": str(vcs_leaf.cert), "key": str(vcs_leaf.key),
                         "root": str(directory / "git")},
             },
