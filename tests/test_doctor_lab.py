@@ -121,6 +121,18 @@ def test_sni_reset_on_one_proxy_names_the_hop_and_a_working_list(lab, tmp_path):
     assert goproxy["command"] == "export GOPROXY=https://proxy2.lab,direct" and goproxy["verified"] is True
 
 
+def test_pipe_falls_through_a_blocked_proxy_works_but_says_so(lab, tmp_path):
+    env = go_env(lab, tmp_path, GOPROXY="https://proxy.lab|https://proxy2.lab,direct")
+    with lab.scenario(string_reset("proxy.lab")):
+        code, report, _ = doctor(lab, tmp_path, "example.com/mod@v1.0.0", env=env)
+    assert code == 5
+    [m] = report["modules"]
+    assert m["ok"] and [(h["target"], h["status"], h["reached"]) for h in m["hops"][:2]] == [
+        ("https://proxy.lab", "failed", True), ("https://proxy2.lab", "ok", True)]
+    assert m["hops"][0]["verdict"]["name"] == "sni_blocking"
+    assert fix(report, "goproxy")["command"] == "export GOPROXY=https://proxy2.lab,direct"
+
+
 def test_dns_poisoning_of_one_proxy(lab, tmp_path):
     # The forged answer races the real one; the censor also drops the real one, so the race is
     # always won (as for names whose real answers a censor blocks outright).

@@ -75,7 +75,7 @@ def emit_config(result: Result) -> str:
     )
     if any(v.get("auth_env") for v in vantages):
         header += "# The proxy's credentials are read from the environment variable named by auth_env (USER:PASSWORD).\n"
-    text = header + yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=200)
+    text = header + yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=200)
     load_config_text(text, "<emitted>")  # a config we cannot load is a bug here, not the user's problem
     return text
 
