@@ -174,7 +174,8 @@ async def measure_plan(plan: Plan, vantage: Vantage, settings: Settings, *, pins
             m.lookups[route.module.path] = Fetch(route.sumdb.base, route.module, check)
     for url in dict.fromkeys(filter(None, (plan.goenv.https_proxy, plan.goenv.http_proxy))):
         target = next(iter(plan.proxies), "https://proxy.golang.org").removeprefix("https://").removeprefix("http://").split("/")[0]
-        check = ProxyCheck(kind="proxy", proxy=_proxy_url(url), target=target if ":" in target else f"{target}:443",
+        auth = {"auth_env": PROXY_AUTH_ENV} if "@" in url.split("://", 1)[-1].split("/", 1)[0] else {}  # see _with_proxy
+        check = ProxyCheck(kind="proxy", proxy=_proxy_url(url), target=target if ":" in target else f"{target}:443", **auth,
                            **settings.common(f"env-proxy-{len(m.env_proxies) + 1}", vantage.name))
         m.env_proxies.append(EnvProxy(url, check))
     await asyncio.gather(
