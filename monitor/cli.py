@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 from monitor.config import Check, Config, ConfigError, load_config, parse_duration, runnable_problems
 from monitor.logs import FORMATS, LEVELS, set_agent, setup_logging
@@ -42,9 +43,10 @@ examples:
   monitor results -c monitor.yaml --since 1h --check gh-tls   # what was stored
   monitor episodes -c monitor.yaml --open                     # what is wrong now, and why
   monitor db upgrade -c monitor.yaml
+  monitor doctor golang.org/x/text@v0.14.0                   # why go mod download fails from here (no config)
 
 exit codes: 0 ok, 1 runtime failure, 2 usage or config error (FILE:LINE: key: message),
-            3 a check failed (probe --exit-code)"""
+            3 a check failed (probe --exit-code); doctor: 3, 4, 5 (monitor doctor --help)"""
 
 SAMPLE_CONFIG = "data/config.example.yaml"
 
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     _global_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, **kwargs: str) -> argparse.ArgumentParser:
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)
 
     run = command("run", help="run the daemon: scheduler, store writer, /metrics",
@@ -125,6 +127,33 @@ def _parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dbsub.add_parser("upgrade", parents=[common], help="migrate the store's schema to the latest version")
     up.add_argument("-c", "--config", required=True, help="config file (YAML)")
+
+    doc = command(
+        "doctor", help="why `go mod download` fails from here, and the fix (no config needed)", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Walk the hops `go mod download` takes for a module (GOPROXY entries with Go's ',' and '|' fall-through, "
+                    "direct to the VCS over HTTPS or SSH, the checksum database, HTTPS_PROXY), measure each from here (system DNS "
+                    "against DoH/DoT, TCP, TLS with the host's SNI against a control SNI, the certificate chain, HTTP, the module "
+                    "fetch verified with the checksum database), say which hop fails and why, and print the fix. See docs/doctor.md.",
+        epilog="examples:\n  monitor doctor golang.org/x/text@v0.14.0\n  monitor doctor -m go.mod --json\n"
+               "  monitor doctor example.com/mod --try-proxy https://goproxy.cn --emit-config watch.yaml\n\n"
+               "exit codes: 0 healthy, 3 go mod download fails and a fix works from here, 4 it fails and nothing tried works,\n"
+               "5 it works but a hop on the way fails, 2 usage error, 1 runtime failure")
+    doc.add_argument("module", nargs="?", metavar="MODULE[@VERSION]", help="the module to fetch (default version: latest)")
+    doc.add_argument("-m", "--modfile", metavar="GO.MOD", help="take a few representative modules from this go.mod (and pins from the go.sum beside it)")
+    doc.add_argument("--modules", type=int, default=3, metavar="N", help="how many modules to take from the go.mod (default: 3)")
+    doc.add_argument("--goproxy", metavar="LIST", help="use this GOPROXY instead of the go command's")
+    doc.add_argument("--gosumdb", metavar="DB", help="use this GOSUMDB instead of the go command's")
+    doc.add_argument("--try-proxy", action="append", metavar="URL", help="another module proxy to try for a list that works (repeatable; default: "
+                     "https://proxy.golang.org, https://goproxy.cn, https://goproxy.io; 'none' for none)")
+    doc.add_argument("--reference", action="append", metavar="URL", help="encrypted resolver the system's DNS answers are compared with (repeatable; "
+                     "at least one tls:// and one https://; default: https://dns.google/dns-query, tls://1.1.1.1)")
+    doc.add_argument("--control-sni", default="example.com", metavar="NAME", help="name handshaken on each address besides the host's own (default: example.com)")
+    doc.add_argument("--vantage", action="append", metavar="SPEC", help="where to measure from: local, netns:NAME, bind:IP, http://HOST:PORT, socks5://HOST:PORT; "
+                     "repeat to compare: the first is diagnosed, the others tell censorship from a server that is down (default: local)")
+    doc.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="deadline of each measurement (default: 10)")
+    doc.add_argument("--json", action="store_true", help="print the diagnosis as one JSON object (docs/doctor.md)")
+    doc.add_argument("--emit-config", metavar="FILE", help="write a monitor config that watches this path (with the pins learned)")
+    doc.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return p
 
 
@@ -365,6 +394,16 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    """`monitor doctor` (monitor/doctor/command.py): its own exit codes, 2 for usage."""
+    from monitor.doctor.command import DoctorUsage, run_command
+
+    try:
+        return run_command(args)
+    except DoctorUsage as e:
+        raise _Usage(f"monitor doctor: {e}") from None
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _cmd_run,
     "probe": _cmd_probe,
@@ -373,6 +412,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "results": _cmd_results,
     "episodes": _cmd_episodes,
     "alerts": _cmd_alerts,
+    "doctor": _cmd_doctor,
     "db": _cmd_db,
 }
-

@@ -12,7 +12,10 @@ at random; a lying resolver at .62; HTTPS servers for the lab's names at .65, .6
 (certificates from a CA nobody trusts); a Go module proxy (proxy.lab) at .68, its checksum
 database (sum.lab) at .69 and a tampering module proxy at .72, which serves the same
 module@version with one file changed under proxy.lab's genuine certificate (what a censor
-DNATs the proxy's address to). Each vantage's system resolver is unbound
+DNATs the proxy's address to), a second honest module proxy (proxy2.lab) at .70, a go-get
+server for the vanity path example.com at .73 (its go-import tag sends `direct` to
+https://git.lab/repo.git), a git server (git.lab) at .74 with smart HTTP on 443 and an SSH
+banner on 22, and an address with nothing listening (down.lab, a dead proxy) at .75. Each vantage's system resolver is unbound
 (/etc/netns/NAME/resolv.conf). A vantage measures with `ip netns exec NAME python -m
 monitor probe --once --json`, both writing to one SQLite store, so the censored vantage's
 verdicts can consult the clean one's results.
@@ -44,7 +47,8 @@ from tests.servers.dns_unbound import UNBOUND
 REPO = Path(__file__).resolve().parents[2]
 _LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 _WAIT = 10  # s: the longest any lab command or start-up may take
-MODULE_PATH, MODULE_VERSION = "proxy.lab/hello", "v1.0.0"
+MODULE_PATH, MODULE_VERSION = "example.com/mod", "v1.0.0"
+PRIVATE_MODULE = "example.com/private"  # in git.lab's repository only: no proxy, no checksum database knows it
 
 
 def lab_unavailable() -> str | None:
@@ -140,6 +144,26 @@ class Lab:
         return self.ip(72)
 
     @property
+    def module_proxy2(self) -> str:
+        """A second honest module proxy (proxy2.lab)."""
+        return self.ip(70)
+
+    @property
+    def vanity(self) -> str:
+        """example.com: answers go-get=1 with the module's go-import tag."""
+        return self.ip(73)
+
+    @property
+    def git_server(self) -> str:
+        """git.lab: git smart HTTP on 443, an SSH banner on 22."""
+        return self.ip(74)
+
+    @property
+    def down(self) -> str:
+        """down.lab: an address that answers, with nothing listening (a proxy that is down)."""
+        return self.ip(75)
+
+    @property
     def nowhere(self) -> str:
         """An address in the lab's range where nothing listens: what forged answers point to."""
         return self.ip(99)
@@ -231,6 +255,10 @@ def _unbound_config(lab: Lab, leaf_cert: Path, leaf_key: Path) -> str:
         f"doh.lab. 30 IN A {lab.resolver}",
         f"proxy.lab. 30 IN A {lab.module_proxy}",
         f"sum.lab. 30 IN A {lab.sumdb}",
+        f"proxy2.lab. 30 IN A {lab.module_proxy2}",
+        f"example.com. 30 IN A {lab.vanity}",
+        f"git.lab. 30 IN A {lab.git_server}",
+        f"down.lab. 30 IN A {lab.down}",
     ]
     return "\n".join([
         "server:",
@@ -260,7 +288,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
         _veth(lab, lab.censored, 1, lab.censor, 2, f"lv{tag}", lab.censor_inside)
         _veth(lab, lab.censor, 5, lab.target, 6, f"lo{tag}", f"lt{tag}")
         _veth(lab, lab.clean, 9, lab.target, 10, f"lk{tag}", f"lu{tag}")
-        services = [60, 61, 62, 65, 66, 67, 68, 69, 71, 72]
+        services = [60, 61, 62, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75]
         for host in services:
             _sh("ip", "netns", "exec", lab.target, "ip", "addr", "add", f"{lab.ip(host)}/32", "dev", "lo")
         _sh("ip", "netns", "exec", lab.censored, "ip", "route", "add", "default", "via", lab.ip(2))
@@ -276,8 +304,11 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
 
         dns_leaf = ca.issue("dot.lab", "doh.lab", lab.resolver, stem="lab-dns")
         site_leaf = ca.issue("site.lab", "cdn.lab", "control.lab", stem="lab-sites")
-        modules_leaf = ca.issue("proxy.lab", "sum.lab", stem="lab-modules")
-        evil = TestCA(directory, name="interceptor CA").issue("site.lab", "cdn.lab", "control.lab", stem="lab-interceptor")
+        modules_leaf = ca.issue("proxy.lab", "sum.lab", "proxy2.lab", stem="lab-modules")
+        vcs_leaf = ca.issue("example.com", "git.lab", stem="lab-vcs")
+        # An interceptor mints a certificate for whatever name it is asked: here, every lab name.
+        evil = TestCA(directory, name="interceptor CA").issue("site.lab", "cdn.lab", "control.lab", "proxy.lab", "proxy2.lab", "sum.lab",
+                                                              "example.com", "git.lab", stem="lab-interceptor")
         conf = directory / "unbound.conf"
         conf.write_text(_unbound_config(lab, dns_leaf.cert, dns_leaf.key))
         # unbound prints nothing when ready: start it, then let the services' start-up (which
@@ -296,7 +327,14 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
             "goproxy": {
                 "module": MODULE_PATH, "version": MODULE_VERSION, "facts": str(directory / "module.json"),
                 "sumdb": {"name": "sum.lab", "host": lab.sumdb, "port": 443, **modules_tls},
-                "proxies": [{"host": ip, "port": 443, "tampered": ip == lab.tamperer, **modules_tls} for ip in (lab.module_proxy, lab.tamperer)],
+                "proxies": [{"host": ip, "port": 443, "tampered": ip == lab.tamperer, **modules_tls}
+                            for ip in (lab.module_proxy, lab.tamperer, lab.module_proxy2)],
+            },
+            "vcs": {
+                "go_get": {"host": lab.vanity, "port": 443, "cert": str(vcs_leaf.cert), "key": str(vcs_leaf.key),
+                           "imports": {MODULE_PATH: "git https://git.lab/repo.git", PRIVATE_MODULE: "git https://git.lab/repo.git"}},
+                "git": {"host": lab.git_server, "port": 443, "ssh_port": 22, "cert": str(vcs_leaf.cert), "key": str(vcs_leaf.key),
+                        "root": str(directory / "git")},
             },
         }
         (directory / "services.json").write_text(json.dumps(spec))

@@ -2,7 +2,10 @@
 HTTPS servers (tests/servers/http.py) on given addresses, each with its certificate, and
 small UDP DNS responders — `rotate` answers one address of a name's pool at random per
 query (a CDN-like resolver), `lie` answers one fixed address for every name (the lying
-resolver a DNS hijack redirects to); and, optionally, one Go module served by module
+resolver a DNS hijack redirects to); optionally a VCS side: a go-get server answering
+`?go-get=1` with go-import meta tags (a vanity import path) and a git server (git's own
+http-backend, tests/servers/git_http.py, over TLS) with an SSH banner (tests/servers/ssh_banner.py)
+beside it; and, optionally, one Go module served by module
 proxies (tests/servers/goproxy.py over TLS) — honest ones and tampering ones, which serve
 the same module@version with one file changed — with its record in a checksum database
 (tests/servers/goproxy_sumdb.py, its signing key made here).
@@ -11,7 +14,9 @@ the same module@version with one file changed — with its record in a checksum 
 
 SPEC: {"https": [{"host", "port", "cert", "key"}], "dns": [{"host", "port", "mode", "records"|"lie"}],
        "goproxy": {"module", "version", "facts": PATH, "sumdb": {"name", "host", "port", "cert", "key"},
-                   "proxies": [{"host", "port", "cert", "key", "tampered": bool}]}}.
+                   "proxies": [{"host", "port", "cert", "key", "tampered": bool}]},
+       "vcs": {"go_get": {"host", "port", "cert", "key", "imports": {MODULE: "VCS REPO-URL"}},
+               "git": {"host", "port", "ssh_port", "cert", "key", "root"}}}.
 Writes the module's facts to PATH (the database's verifier key, the honest and the tampered
 zip's go.sum hashes, the zip's size), then prints "ready" once every socket listens; stops
 when its stdin closes.
@@ -32,9 +37,11 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from tests.servers.goproxy import GoproxyServer, Module
+from tests.servers.git_http import GitHttpServer, make_repositories
+from tests.servers.goproxy import GoproxyServer, Module, Response
 from tests.servers.goproxy_sumdb import SigningKey, TestLog
 from tests.servers.http import HttpServer
+from tests.servers.ssh_banner import banner
 from tests.servers.tcp import TcpServer
 
 # Random, so the zip does not compress: large enough on the wire for a censor to cut it
@@ -72,6 +79,8 @@ async def _main(spec: dict[str, Any]) -> None:
     servers = [await _listen(HttpServer(host=s["host"]), s) for s in spec.get("https", [])]
     if "goproxy" in spec:
         servers += await _module_services(spec["goproxy"])
+    if "vcs" in spec:
+        servers += await _vcs_services(spec["vcs"])
     loop = asyncio.get_running_loop()
     endpoints = [
         (await loop.create_datagram_endpoint(lambda d=d: _Responder(d), local_addr=(d["host"], d["port"])))[0]
@@ -104,6 +113,20 @@ async def _module_services(spec: dict[str, Any]) -> list[asyncio.Server]:
         servers.append(await _listen(proxy, p))
     facts = {"vkey": log.key.vkey, "h1": honest.zip_h1, "tampered_h1": tampered.zip_h1, "zip_bytes": len(honest.zip_bytes())}
     await asyncio.to_thread(Path(spec["facts"]).write_text, json.dumps(facts), encoding="utf-8")
+    return servers
+
+
+async def _vcs_services(spec: dict[str, Any]) -> list[asyncio.Server]:
+    go_get = spec["go_get"]
+    vanity = GoproxyServer(host=go_get["host"])  # a route table is all a go-get server is
+    for module, repo in go_get["imports"].items():
+        page = f'<html><head><meta name="go-import" content="{module} {repo}"></head><body>go get {module}</body></html>'
+        vanity.routes["/" + module.split("/", 1)[1] + "?go-get=1"] = Response(200, page.encode())
+    git = spec["git"]
+    root = await asyncio.to_thread(make_repositories, Path(git["root"]))
+    servers = [await _listen(vanity, go_get), await _listen(GitHttpServer(root, host=git["host"]), git)]
+    ssh = TcpServer(banner(), host=git["host"])
+    servers.append(await asyncio.start_server(ssh._serve, git["host"], git["ssh_port"]))
     return servers
 
 
