@@ -40,12 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon: scheduler, store writer, /metrics", description="Run the monitoring daemon until SIGTERM. SIGHUP or POST /-/reload re-reads the config.")
     run.add_argument("-c", "--config", required=True, help="config file (YAML)")
 
-    probe = sub.add_parser("probe", help="run checks once and print their results", description="Run every configured (check, vantage) once and print the results. Like the daemon, it judges each run with the other vantages' latest results in the store and writes results and verdict episodes there (spooling them if the store is down), unless --no-store.")
+    probe = sub.add_parser("probe", help="run checks once and print their results", description="Run every configured (check, vantage) once and print the results, each run with its verdict. Like the daemon, it judges each run with the other vantages' latest results in the store and writes results and verdict episodes there (spooling them if the store is down), unless --no-store.")
     probe.add_argument("-c", "--config", required=True, help="config file (YAML)")
     probe.add_argument("--once", action="store_true", required=True, help="run once and exit (the only mode for now)")
     probe.add_argument("--check", action="append", metavar="NAME", help="only this check (repeatable)")
     probe.add_argument("--json", action="store_true", help="print one JSON object per result (DESIGN §3.2) instead of a table")
-    probe.add_argument("--no-store", action="store_true", help="only print: no cross-vantage verdicts, nothing written to the store")
+    probe.add_argument("--no-store", action="store_true", help="only print: verdicts from this run alone, nothing read from or written to the store")
 
     cc = sub.add_parser("check-config", help="validate a config file", description="Validate a config file; print every problem as FILE:LINE: key: message.")
     cc.add_argument("config", help="config file (YAML)")
@@ -108,9 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> list[ProbeResult]:
     """Every (check, vantage) once, concurrently within the configured cap, in config order.
 
-    With `store`, as the daemon does: each run judged with the other vantages and its episode
-    stepped (monitor/judgement.py), its results written through the same writer and spool."""
-    from monitor.daemon import try_prepare_store, writer_for
+    Each run is judged as the daemon judges it (monitor/judgement.py): its verdict, its
+    episode stepped. With `store`, the other vantages' latest results in the store count, the
+    residual-blocking memory is recalled from it, and results and episodes are written
+    through the same writer and spool; without, only this invocation's own runs count."""
+    from monitor.daemon import recall_residual_blocking, try_prepare_store, writer_for
     from monitor.judgement import Judge
     from monitor.probes import measure
     from monitor.store.spool import SpoolInUse
@@ -118,30 +120,35 @@ async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> lis
 
     vantages = vantages_from_config(cfg)
     cap = asyncio.Semaphore(cfg.scheduler.max_concurrency)
+    judge = Judge(cfg, store=store)
+    if store and await try_prepare_store(cfg.storage.url):
+        await asyncio.to_thread(recall_residual_blocking, judge, cfg)
 
     async def one(check: Check, vantage: str) -> tuple[Check, list[ProbeResult]]:
         async with cap:
             return check, await measure(check, vantages[vantage], agent=cfg.agent)
 
-    runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
-    if store:
-        await try_prepare_store(cfg.storage.url)
-        try:
-            writer = writer_for(cfg)
-        except SpoolInUse as e:  # the daemon of this agent runs here: don't fail, write directly
-            log.warning("%s; writing without a spool", e)
-            writer = writer_for(cfg, spool=False)
-        judge = Judge(cfg.storage.url, cfg.analysis, cfg.agent)
-        writing = asyncio.create_task(writer.run())
-        try:
-            for check, results in runs:
-                await asyncio.to_thread(judge.conclude, check, results)
-                for result in results:
-                    writer.submit(result)
-        finally:
-            judge.close()
-            await writer.close()
-            await writing
+    try:
+        runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
+        # Controls first: the other vantages of this invocation then compare with their runs.
+        for check, results in sorted(runs, key=lambda run: not judge.is_control(run[1][-1].vantage, cfg.agent)):
+            await asyncio.to_thread(judge.conclude, check, results)
+        if store:
+            try:
+                writer = writer_for(cfg)
+            except SpoolInUse as e:  # the daemon of this agent runs here: don't fail, write directly
+                log.warning("%s; writing without a spool", e)
+                writer = writer_for(cfg, spool=False)
+            writing = asyncio.create_task(writer.run())
+            try:
+                for _, results in runs:
+                    for result in results:
+                        writer.submit(result)
+            finally:
+                await writer.close()
+                await writing
+    finally:
+        judge.close()
     return [r for _, results in runs for r in results]
 
 

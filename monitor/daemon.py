@@ -20,14 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor import netns as network_namespaces
-from monitor.config import Check, Config, ConfigError, load_config
+from monitor.config import Check, Config, ConfigError, SiteCheck, TlsCheck, load_config
 from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
 from monitor.judgement import Judge
 from monitor.probes import measure
-from monitor.scheduler import CheckScheduler
+from monitor.probes._sni import RESIDUAL
 from monitor.probes.goproxy import VERIFIED_TREES
+from monitor.scheduler import CheckScheduler
 from monitor.store import ResultWriter, all_sumdb_trees, make_engine, upgrade
 from monitor.store.retention import prune_forever
 from monitor.vantage import Vantage, vantages_from_config
@@ -50,8 +51,8 @@ class Daemon:
         self.scheduler = CheckScheduler(
             self._measure, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag
         )
-        # Cross-vantage verdicts and episodes (monitor/judgement.py); the store is read per run.
-        self.judge = Judge(config.storage.url, config.analysis, config.agent)
+        # Every run's verdict, across vantages and over time (monitor/judgement.py).
+        self.judge = Judge(config)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
 
@@ -62,7 +63,9 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
         prepare_task = None
-        if not await try_prepare_store(self.config.storage.url):
+        if await try_prepare_store(self.config.storage.url):
+            await asyncio.to_thread(recall_residual_blocking, self.judge, self.config)
+        else:
             # Start measuring anyway: the writer spools to disk until the store is back.
             prepare_task = asyncio.create_task(self._prepare_store_until_ready(), name="prepare-store")
         writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
@@ -104,10 +107,11 @@ class Daemon:
                 log.warning("changes to %s take effect only after a restart", ", ".join(restart_only))
             self.config = new.model_copy(update={k: getattr(self.config, k) for k in restart_only})
             self.vantages = vantages_from_config(self.config)
-            self.judge.analysis = self.config.analysis
+            self.judge.apply(self.config)
             network_namespaces.release_all_except(v.netns for v in self.config.vantages if v.netns)
             unchanged = self.scheduler.apply(self.config)
             self.state.forget_checks_except({tuple(jid.rsplit("@", 1)) for jid in unchanged})  # type: ignore[misc]
+            self.judge.forget_checks_except({(c.name, v) for c in self.config.checks for v in c.vantages})
             self.state.reload_ok, self.state.reload_time = True, time.time()
             log.info("config reloaded: %d checks", len(self.config.checks))
             return True, f"reloaded: {len(self.config.checks)} checks"
@@ -115,9 +119,9 @@ class Daemon:
     async def _measure(self, check: Check, vantage_name: str) -> None:
         vantage = self.vantages[vantage_name]
         results = await measure(check, vantage, agent=self.config.agent)
-        verdict = await asyncio.to_thread(self.judge.conclude, check, results)
-        if verdict is not None:
-            self.state.record_verdict(check.name, vantage_name, verdict.value)
+        conclusion = await asyncio.to_thread(self.judge.conclude, check, results)
+        if conclusion.shown is not None:
+            self.state.record_verdict(check.name, vantage_name, conclusion.shown.value)
         for result in results:
             self.writer.submit(result)
             self.state.record(result)
@@ -138,6 +142,14 @@ class Daemon:
 
 # How often an agent that started while its store was unreachable tries it again.
 STORE_RETRY_S = 10.0
+
+
+def recall_residual_blocking(judge: Judge, config: Config) -> None:
+    """Seed the probes' residual-blocking memory (triggers, completed controls) from this
+    agent's stored SNI experiments, as far back as any check's hold-off or control age."""
+    window = max((max(c.holdoff, c.control_max_age) for c in config.checks if isinstance(c, (TlsCheck, SiteCheck))), default=0.0)
+    if window > 0:
+        RESIDUAL.recall(judge.sni_history(window))
 
 
 def writer_for(config: Config, *, spool: bool = True) -> ResultWriter:

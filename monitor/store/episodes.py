@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from monitor.analysis.episodes import Episode
+from monitor.analysis.episodes import Episode, State
 from monitor.model import ProbeResult, VerdictName
 from monitor.store.models import EpisodeRow, ResultRow
 from monitor.store.repository import result_from_row
@@ -23,6 +23,18 @@ def current_episode(session: Session, check: str, vantage: str, agent: str) -> E
         .limit(1)
     ).first()
     return _episode(row) if row is not None else None
+
+
+def episode_state(session: Session, check: str, vantage: str, agent: str) -> State:
+    """The open episode (confirmed, not ended) and the pending one of (check, vantage, agent)."""
+    rows = session.scalars(
+        select(EpisodeRow)
+        .where(EpisodeRow.check == check, EpisodeRow.vantage == vantage, EpisodeRow.agent == agent, EpisodeRow.ended_at.is_(None))
+        .order_by(EpisodeRow.started_at.desc())
+    ).all()
+    opened = next((row for row in rows if row.confirmed_at is not None), None)
+    pending = next((row for row in rows if row.confirmed_at is None), None)
+    return State(_episode(opened) if opened is not None else None, _episode(pending) if pending is not None else None)
 
 
 def save_episode(session: Session, episode: Episode) -> None:
@@ -58,9 +70,10 @@ def episodes_between(session: Session, since: datetime, until: datetime, check: 
     return [_episode(row) for row in session.scalars(stmt.order_by(EpisodeRow.started_at, EpisodeRow.id))]
 
 
-def latest_summaries(session: Session, check: str, kind: str, since: datetime) -> list[ProbeResult]:
+def latest_summaries(session: Session, check: str, kind: str, since: datetime, target: str | None = None) -> list[ProbeResult]:
     """The newest result of `kind` for `check` from each (vantage, agent) that started at or
-    after `since`: for a round-based kind (site), its summaries, not the sub-results."""
+    after `since`. With `target` (the check's own target: a round's summary has it, its
+    sub-results have the resolver's, the address's or the URL's), the runs' last results."""
     newest_first = (
         func.row_number()
         .over(partition_by=(ResultRow.vantage, ResultRow.agent), order_by=(ResultRow.started_at.desc(), ResultRow.id.desc()))
@@ -68,7 +81,8 @@ def latest_summaries(session: Session, check: str, kind: str, since: datetime) -
     )
     ranked = (
         select(ResultRow.id, newest_first)
-        .where(ResultRow.check == check, ResultRow.kind == kind, ResultRow.started_at >= since)
+        .where(ResultRow.check == check, ResultRow.kind == kind, ResultRow.started_at >= since,
+               *((ResultRow.target == target,) if target is not None else ()))
         .subquery()
     )
     stmt = select(ResultRow).join(ranked, ranked.c.id == ResultRow.id).where(ranked.c.rank == 1).order_by(ResultRow.vantage, ResultRow.agent)
@@ -81,3 +95,10 @@ def _episode(row: EpisodeRow) -> Episode:
         started_at=row.started_at, confirmed_at=row.confirmed_at, ended_at=row.ended_at, last_seen_at=row.last_seen_at,
         rounds=row.rounds, clean=row.clean, confidence=row.confidence, evidence=tuple(row.evidence),
     )
+
+
+def sni_experiments_since(session: Session, agent: str, since: datetime) -> list[ProbeResult]:
+    """This agent's tls results (tls checks, and the handshakes of site rounds) that started at
+    or after `since`, oldest first: what the residual-blocking memory is recalled from."""
+    stmt = select(ResultRow).where(ResultRow.agent == agent, ResultRow.kind == "tls", ResultRow.started_at >= since)
+    return [result_from_row(row) for row in session.scalars(stmt.order_by(ResultRow.started_at, ResultRow.id))]
