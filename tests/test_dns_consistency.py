@@ -204,3 +204,10 @@ def test_resolvers_that_fail_here_are_told_apart_by_other_vantages():
     assert judge_dns(results, [dns_peer(("udp://a", "tls://b"))]).verdict.name is VerdictName.DNS_BLOCKING
     assert judge_dns(results, [dns_peer((), control=True)]).verdict.name is VerdictName.SERVER_DOWN
     assert judge_dns(results, [dns_peer(())]).verdict.name is VerdictName.INCONCLUSIVE  # no control: proves nothing
+
+
+def test_an_encrypted_resolver_failing_here_but_reached_elsewhere_is_encrypted_dns_blocked():
+    results = [answered("udp://a", TRUE), failed("tls://b", FailureClass.GENERIC_TIMEOUT_ERROR, "tls"),
+               answered("https://c", TRUE, transport="https")]
+    assert judge_dns(results).verdict.name is VerdictName.DEGRADED
+    assert judge_dns(results, [dns_peer(("udp://a", "tls://b", "https://c"))]).verdict.name is VerdictName.ENCRYPTED_DNS_BLOCKED

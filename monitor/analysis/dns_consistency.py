@@ -227,7 +227,8 @@ def _across_vantages(verdict: Verdict, failed: Sequence[ProbeResult], peers: Seq
     reached = {r.target: [p.name for p in peers if r.target in p.reached_resolvers] for r in failed}
     blocked = {t: names for t, names in reached.items() if names}
     if blocked:
-        name = verdict.name if verdict.name is VerdictName.ENCRYPTED_DNS_BLOCKED else VerdictName.DNS_BLOCKING
+        transports = {r.facts.get("transport") for r in failed if r.target in blocked}
+        name = VerdictName.ENCRYPTED_DNS_BLOCKED if transports <= {"tls", "https"} else VerdictName.DNS_BLOCKING
         return Verdict(name, Confidence.HIGH, (*lines, *(f"{t}: {', '.join(n)} reached it" for t, n in blocked.items())))
     down = [p.name for p in peers if p.clean and not p.reached_resolvers & set(reached)]
     if verdict.name is VerdictName.INCONCLUSIVE and down:

@@ -12,7 +12,8 @@ The target holds, on its loopback: unbound (plain DNS on 53, DoT on 853, DoH on 
 at random; a lying resolver at .62; HTTPS servers for the lab's names at .65, .66, .67
 (certificates from the lab CA, which the vantages trust); an intercepting server at .71
 (certificates for the sites and the module proxy from a CA nobody trusts: what a TLS
-interceptor serves when the censor DNATs an address to it); a Go module proxy (proxy.lab) at .68, its checksum
+interceptor serves when the censor DNATs an address to it); git.lab's smart-HTTP server at
+.73; an SSH banner (port 22) and an HTTP CONNECT proxy (3128) at .74; a Go module proxy (proxy.lab) at .68, its checksum
 database (sum.lab) at .69 and a tampering module proxy at .72, which serves the same
 module@version with one file changed under proxy.lab's genuine certificate (what a censor
 DNATs the proxy's address to). unbound also answers intranet.lab with a private address
@@ -166,6 +167,16 @@ class Lab:
         return self.ip(72)
 
     @property
+    def git(self) -> str:
+        """git.lab: smart HTTP on 443; the SSH banner and an HTTP CONNECT proxy are at `tools`."""
+        return self.ip(73)
+
+    @property
+    def tools(self) -> str:
+        """An SSH server's banner on 22, an HTTP CONNECT proxy on 3128."""
+        return self.ip(74)
+
+    @property
     def nowhere(self) -> str:
         """An address in the lab's range where nothing listens: what forged answers point to."""
         return self.ip(99)
@@ -315,6 +326,7 @@ def _unbound_config(lab: Lab, leaf_cert: Path, leaf_key: Path) -> str:
         f"proxy.lab. 30 IN A {lab.module_proxy}",
         f"sum.lab. 30 IN A {lab.sumdb}",
         "intranet.lab. 30 IN A 10.1.2.3",
+        f"git.lab. 30 IN A {lab.git}",
     ]
     return "\n".join([
         "server:",
@@ -345,7 +357,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
         _veth(lab, lab.censor, 5, lab.target, 6, f"lo{tag}", f"lt{tag}")
         _veth(lab, lab.clean, 9, lab.target, 10, f"lk{tag}", f"lu{tag}")
         _veth(lab, lab.censored2, 13, lab.censor, 14, f"lw{tag}", lab.censor_inside2)
-        services = [60, 61, 62, 65, 66, 67, 68, 69, 71, 72]
+        services = [60, 61, 62, 65, 66, 67, 68, 69, 71, 72, 73, 74]
         for host in services:
             _sh("ip", "netns", "exec", lab.target, "ip", "addr", "add", f"{lab.ip(host)}/32", "dev", "lo")
         _sh("ip", "netns", "exec", lab.censored, "ip", "route", "add", "default", "via", lab.ip(2))
@@ -364,6 +376,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
         dns_leaf = ca.issue("dot.lab", "doh.lab", lab.resolver, stem="lab-dns")
         site_leaf = ca.issue("site.lab", "cdn.lab", "control.lab", stem="lab-sites")
         modules_leaf = ca.issue("proxy.lab", "sum.lab", stem="lab-modules")
+        git_leaf = ca.issue("git.lab", stem="lab-git")
         evil = TestCA(directory, name="interceptor CA").issue("site.lab", "cdn.lab", "control.lab", "proxy.lab", "sum.lab", stem="lab-interceptor")
         conf = directory / "unbound.conf"
         conf.write_text(_unbound_config(lab, dns_leaf.cert, dns_leaf.key))
@@ -385,6 +398,9 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
                 "sumdb": {"name": "sum.lab", "host": lab.sumdb, "port": 443, **modules_tls},
                 "proxies": [{"host": ip, "port": 443, "tampered": ip == lab.tamperer, **modules_tls} for ip in (lab.module_proxy, lab.tamperer)],
             },
+            "git": {"host": lab.git, "port": 443, "cert": str(git_leaf.cert), "key": str(git_leaf.key), "root": str(directory / "git")},
+            "ssh": {"host": lab.tools, "port": 22},
+            "connect_proxy": {"host": lab.tools, "port": 3128},
         }
         (directory / "services.json").write_text(json.dumps(spec))
         lab.start(lab.target, sys.executable, "-m", "tests.servers.lab_services", str(directory / "services.json"))

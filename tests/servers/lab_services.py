@@ -5,13 +5,17 @@ query (a CDN-like resolver), `lie` answers one fixed address for every name (the
 resolver a DNS hijack redirects to); and, optionally, one Go module served by module
 proxies (tests/servers/goproxy.py over TLS) — honest ones and tampering ones, which serve
 the same module@version with one file changed — with its record in a checksum database
-(tests/servers/goproxy_sumdb.py, its signing key made here).
+(tests/servers/goproxy_sumdb.py, its signing key made here); and, optionally, a git
+smart-HTTP server over TLS (tests/servers/git_http.py, its repositories made here), an SSH
+server's banner and an HTTP CONNECT proxy (tests/servers/proxy_python.py), so that every
+check kind has a real server to measure.
 
     python -m tests.servers.lab_services SPEC.json
 
 SPEC: {"https": [{"host", "port", "cert", "key"}], "dns": [{"host", "port", "mode", "records"|"lie"}],
        "goproxy": {"module", "version", "facts": PATH, "sumdb": {"name", "host", "port", "cert", "key"},
-                   "proxies": [{"host", "port", "cert", "key", "tampered": bool}]}}.
+                   "proxies": [{"host", "port", "cert", "key", "tampered": bool}]},
+       "git": {"host", "port", "cert", "key", "root": DIR}, "ssh": {"host", "port"}, "connect_proxy": {"host", "port"}}.
 Writes the module's facts to PATH (the database's verifier key, the honest and the tampered
 zip's go.sum hashes, the zip's size), then prints "ready" once every socket listens; stops
 when its stdin closes.
@@ -32,9 +36,12 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
+from tests.servers.git_http import GitHttpServer, make_repositories
 from tests.servers.goproxy import GoproxyServer, Module
 from tests.servers.goproxy_sumdb import SigningKey, TestLog
 from tests.servers.http import HttpServer
+from tests.servers.proxy_python import HttpProxy
+from tests.servers.ssh_banner import banner
 from tests.servers.tcp import TcpServer
 
 # Random, so the zip does not compress: large enough on the wire for a censor to cut it
@@ -72,6 +79,13 @@ async def _main(spec: dict[str, Any]) -> None:
     servers = [await _listen(HttpServer(host=s["host"]), s) for s in spec.get("https", [])]
     if "goproxy" in spec:
         servers += await _module_services(spec["goproxy"])
+    if "git" in spec:
+        root = await asyncio.to_thread(make_repositories, Path(spec["git"]["root"]))
+        servers.append(await _listen(GitHttpServer(root, host=spec["git"]["host"]), spec["git"]))
+    if "ssh" in spec:
+        servers.append(await _listen_plain(TcpServer(banner(), host=spec["ssh"]["host"]), spec["ssh"]))
+    if "connect_proxy" in spec:
+        servers.append(await _listen_plain(HttpProxy(host=spec["connect_proxy"]["host"]), spec["connect_proxy"]))
     loop = asyncio.get_running_loop()
     endpoints = [
         (await loop.create_datagram_endpoint(lambda d=d: _Responder(d), local_addr=(d["host"], d["port"])))[0]
@@ -105,6 +119,10 @@ async def _module_services(spec: dict[str, Any]) -> list[asyncio.Server]:
     facts = {"vkey": log.key.vkey, "h1": honest.zip_h1, "tampered_h1": tampered.zip_h1, "zip_bytes": len(honest.zip_bytes())}
     await asyncio.to_thread(Path(spec["facts"]).write_text, json.dumps(facts), encoding="utf-8")
     return servers
+
+
+async def _listen_plain(server: TcpServer, s: dict[str, Any]) -> asyncio.Server:
+    return await asyncio.start_server(server._serve, s["host"], s["port"])
 
 
 async def _listen(server: TcpServer, s: dict[str, Any]) -> asyncio.Server:
