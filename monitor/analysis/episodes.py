@@ -149,7 +149,3 @@ def shown(state: State) -> VerdictName:
     """What an alert should see: the open episode's verdict, else ok (pending is not yet news)."""
     return state.open.verdict if state.open is not None else V.OK
 
-
-def current_verdict(episode: Episode | None) -> VerdictName:
-    """The verdict an episode stands for if it is open, else ok."""
-    return episode.verdict if episode is not None and episode.open else V.OK

@@ -380,7 +380,8 @@ def compare_with_peers(
     others = [p.name for p in peers if not p.got_past(past)]
     unusable = [f"{', '.join(others)} failed too, but {'is' if len(others) == 1 else 'are'} no clean control (not named as one, "
                 "interfered with, or failed earlier)"] if others else []
-    return Finding(V.INCONCLUSIVE, layer, alone, (*lines, *unusable, f"{verdict.value}, or the server is down: no clean control to compare with"))
+    suspected = "blocked here" if verdict is V.INCONCLUSIVE else verdict.value
+    return Finding(V.INCONCLUSIVE, layer, alone, (*lines, *unusable, f"{suspected}, or the server is down: no clean control to compare with"))
 
 
 def _strongest(confidences: Iterable[Confidence]) -> Confidence:
