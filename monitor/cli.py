@@ -132,7 +132,10 @@ async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> lis
         runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
         # Controls first: the other vantages of this invocation then compare with their runs.
         for check, results in sorted(runs, key=lambda run: not judge.is_control(run[1][-1].vantage, cfg.agent)):
-            await asyncio.to_thread(judge.conclude, check, results)
+            try:
+                await asyncio.to_thread(judge.conclude, check, results)
+            except Exception:  # a bug in the rules must not cost the run its results
+                log.exception("judging check %s from vantage %s failed; its results are kept unjudged", check.name, results[-1].vantage)
         if store:
             try:
                 writer = writer_for(cfg)

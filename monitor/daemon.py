@@ -119,9 +119,13 @@ class Daemon:
     async def _measure(self, check: Check, vantage_name: str) -> None:
         vantage = self.vantages[vantage_name]
         results = await measure(check, vantage, agent=self.config.agent)
-        conclusion = await asyncio.to_thread(self.judge.conclude, check, results)
-        if conclusion.shown is not None:
-            self.state.record_verdict(check.name, vantage_name, conclusion.shown.value)
+        try:
+            conclusion = await asyncio.to_thread(self.judge.conclude, check, results)
+        except Exception:  # a bug in the rules must not cost the run its results
+            log.exception("judging check %s from vantage %s failed; its results are stored unjudged", check.name, vantage_name)
+        else:
+            if conclusion.shown is not None:
+                self.state.record_verdict(check.name, vantage_name, conclusion.shown.value)
         for result in results:
             self.writer.submit(result)
             self.state.record(result)

@@ -101,6 +101,12 @@ class Judge:
             confirmations=self.analysis.confirmations, clean_rounds=self.analysis.clean_rounds,
         )
         last.verdict = moved.verdict
+        for episode in moved.changed:
+            if episode.ended_at is not None:
+                log.info("episode ended: check=%s vantage=%s verdict=%s rounds=%d", episode.check, episode.vantage, episode.verdict.value, episode.rounds)
+            elif episode.confirmed_at == last.started_at:
+                log.info("episode opened: check=%s vantage=%s verdict=%s confidence=%s", episode.check, episode.vantage,
+                         episode.verdict.value, episode.confidence)
         with self._lock:
             self._states[key] = moved.state
             for episode in moved.changed:

@@ -130,7 +130,7 @@ def test_sni_blocking_with_residual_blocking_stays_one_episode_until_it_ends(lab
     while, round after round. The control is carried forward while the address is held off,
     and connections that cannot be made within the hold-off are the filter's residual
     blocking: one sni_blocking episode, open from its confirmation to after the scenario."""
-    site, other = lab.sites[0], lab.sites[1]
+    other = lab.sites[1]
     checks = f"""\
   - {{name: site, kind: site, domain: site.lab, control_sni: control.lab, path: /status/200, holdoff: {HOLDOFF}, control_max_age: 5m,
      resolvers: [system, "udp://{lab.resolver}"], references: ["tls://{lab.resolver}#dot.lab", "https://doh.lab/dns-query"],

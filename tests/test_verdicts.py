@@ -340,6 +340,8 @@ def test_no_connection_within_the_holdoff_is_residual_sni_blocking_not_ip_blocki
     for peers in ([], [peer()], [peer(control=True)]):
         j = judge(repeated(build), peers)
         assert j.verdict.name is V.SNI_BLOCKING and j.facts()["subtype"] == "residual", (peers, j.verdict)
+    # A clean control cannot connect either: the server went down, whatever triggered before.
+    assert judge(repeated(build), [down(control=True)]).verdict.name is V.SERVER_DOWN
     # No control to carry: residual blocking or an IP block, not told apart — never ip_blocking.
     def uncarried(a):
         return [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
@@ -488,7 +490,6 @@ def test_a_chain_that_verifies_elsewhere_but_not_here_is_mitm_with_both_issuers(
     assert "issued by CN=Interceptor" in text and "issued by CN=Real CA" in text
     assert judge_result(here, []).name is V.INCONCLUSIVE
     # A control shown the same chain cannot verify it either: the server's certificate is broken.
-    same = failed_there(Failure(F.SSL_UNKNOWN_AUTHORITY, O.TLS_HANDSHAKE, ""), kind)
     same = peer_view(_single(kind, Failure(F.SSL_UNKNOWN_AUTHORITY, O.TLS_HANDSHAKE, ""), "ctl",
                              tls_chains={"proxy.example": {"issuer": "CN=Interceptor", "leaf_sha256": MITM_LEAF, "verified": False}}), control=True)
     assert judge_result(here, [same]).name is V.SERVER_DOWN

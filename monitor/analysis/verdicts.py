@@ -256,7 +256,7 @@ def _connect_findings(a: Attempt, tested: list[str], peers: Sequence[PeerView], 
         if all(h.contaminated for h in sent):
             residual.append(ip)  # every attempt here came after a trigger: residual blocking, maybe
         failures += [h.failure for h in sent if h.failure and not h.contaminated]
-    if len(residual) == len(tested):
+    if len(residual) == len(tested) and not _down_for_controls(peers):
         unexplained = [ip for ip in residual if _control(a, ip, controls) is None]
         if unexplained:
             return [Finding(V.INCONCLUSIVE, "tcp", C.LOW, (
@@ -267,12 +267,20 @@ def _connect_findings(a: Attempt, tested: list[str], peers: Sequence[PeerView], 
     if failures and all(f == F.NETWORK_UNREACHABLE.value for f in failures):
         return [Finding(V.INCONCLUSIVE, "tcp", C.MEDIUM, (
             f"{', '.join(tested)}: no route from this vantage: its own network is down or misconfigured",))]
+    if not failures:  # every attempt came after a trigger, and a clean control fails too
+        failures = [h.failure for h in a.handshakes if h.ip in tested and not h.skipped and h.failure]
     resets = any(f in _RESETS for f in failures)
     verdict = V.RST_INJECTION if resets else V.IP_BLOCKING
     how = "SYN answered by RST" if resets else f"no answer to SYN ({', '.join(sorted(set(failures)))})"
     line = f"{', '.join(tested)}:{'' if len(tested) == 1 else ' each'} {how} for every SNI"
     return [_compare_with_peers(verdict, "tcp", line, peers, CONNECTED, RESOLVED, "connected", silence_only=not resets,
                                 subtype="syn" if resets else None)]
+
+
+def _down_for_controls(peers: Sequence[PeerView]) -> bool:
+    """No vantage connects, and a clean control that resolved the name cannot either: what
+    follows a trigger may be a server gone down, not residual blocking."""
+    return not any(p.connected for p in peers) and any(p.clean and p.resolved for p in peers)
 
 
 def _control(a: Attempt, ip: str, controls: dict[str, Handshake]) -> Handshake | None:
@@ -300,7 +308,7 @@ def _tls_findings(a: Attempt, tested: list[str], peers: Sequence[PeerView], cont
         elif target.after_client_hello and target.failure in _SNI_SUBTYPE and control is not None:
             subtype = _SNI_SUBTYPE[target.failure]
             blocked[ip] = (subtype, f"{ip}: {target.sni} {subtype} ({target.failure}) after the ClientHello while {control.describe()}")
-        elif not target.connected and target.contaminated and control is not None:
+        elif not target.connected and target.contaminated and control is not None and not _down_for_controls(peers):
             # Residual blocking: after the target SNI triggered, the censor blocks the address
             # outright for a while; that is the SNI filter at work, not an IP block.
             blocked[ip] = ("residual", f"{ip}: no connection ({target.failure} during {target.operation}) within the residual-blocking "

@@ -15,14 +15,9 @@ from monitor.store.repository import result_from_row
 
 
 def current_episode(session: Session, check: str, vantage: str, agent: str) -> Episode | None:
-    """The pending or open episode of (check, vantage, agent), if any."""
-    row = session.scalars(
-        select(EpisodeRow)
-        .where(EpisodeRow.check == check, EpisodeRow.vantage == vantage, EpisodeRow.agent == agent, EpisodeRow.ended_at.is_(None))
-        .order_by(EpisodeRow.started_at.desc())
-        .limit(1)
-    ).first()
-    return _episode(row) if row is not None else None
+    """The open episode of (check, vantage, agent), else its pending one, if any."""
+    state = episode_state(session, check, vantage, agent)
+    return state.open or state.pending
 
 
 def episode_state(session: Session, check: str, vantage: str, agent: str) -> State:
