@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--once", action="store_true", required=True, help="run once and exit (the only mode for now)")
     probe.add_argument("--check", action="append", metavar="NAME", help="only this check (repeatable)")
     probe.add_argument("--json", action="store_true", help="print one JSON object per result (README: One result) instead of a table")
-    probe.add_argument("--no-store", action="store_true", help="only print: no cross-vantage verdicts, nothing written to the store")
+    probe.add_argument("--no-store", action="store_true", help="only print: verdicts from this run alone, nothing read from or written to the store")
     probe.add_argument("--exit-code", action="store_true",
                        help="exit 3 if any check failed (its result, for dns and site its summary, is not ok); for cron and Nagios-style wrappers")
 
@@ -271,51 +271,63 @@ async def _measure_once(cfg: Config, checks: list[Check], *, store: bool) -> tup
     """Every (check, vantage) once, concurrently within the configured cap, in config order;
     the results of each run, and whether storing went well (True without `store`).
 
-    With `store`, as the daemon does: each run judged with the other vantages and its episode
-    stepped (monitor/judgement.py), its results written through the same writer and spool.
-    A failure there is logged and the results are still returned, to be printed."""
+    Each run is judged as the daemon judges it (monitor/judgement.py): its verdict, its
+    episode stepped. With `store`, the other vantages' latest results in the store count, the
+    residual-blocking memory is recalled from it, and results and episodes are written
+    through the same writer and spool; without, only this invocation's own runs count. A
+    failure to store is logged and the results are still returned, to be printed."""
+    from monitor.daemon import recall_residual_blocking, try_prepare_store
+    from monitor.judgement import Judge
     from monitor.probes import measure
+    from monitor.store.executor import run_in_store_thread
     from monitor.vantage import vantages_from_config
 
     vantages = vantages_from_config(cfg)
     cap = asyncio.Semaphore(cfg.scheduler.max_concurrency)
+    judge = Judge(cfg, store=store)
 
     async def one(check: Check, vantage: str) -> tuple[Check, list[ProbeResult]]:
         async with cap:
             return check, await measure(check, vantages[vantage], agent=cfg.agent)
 
-    runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
-    stored = True
-    if store:
-        try:
-            await _judge_and_store(cfg, runs)
-        except Exception as e:
-            log.error("results measured but not stored: %s: %s", type(e).__name__, e)
-            stored = False
+    try:
+        if store and await try_prepare_store(cfg.storage.dsn, migrate=cfg.storage.migrate):
+            await run_in_store_thread(recall_residual_blocking, judge, cfg)
+        runs = await asyncio.gather(*(one(c, v) for c in checks for v in c.vantages))
+        # Controls first: the other vantages of this invocation then compare with their runs.
+        for check, results in sorted(runs, key=lambda run: not judge.is_control(run[1][-1].vantage, cfg.agent)):
+            try:
+                await run_in_store_thread(judge.conclude, check, results)
+            except Exception:  # a bug in the rules must not cost the run its results
+                log.exception("judging check %s from vantage %s failed; its results are kept unjudged", check.name, results[-1].vantage)
+        stored = True
+        if store:
+            try:
+                await _store_runs(cfg, runs)
+            except Exception as e:
+                log.error("results measured but not stored: %s: %s", type(e).__name__, e)
+                stored = False
+    finally:
+        judge.close()
     return [results for _, results in runs], stored
 
 
-async def _judge_and_store(cfg: Config, runs: list[tuple[Check, list[ProbeResult]]]) -> None:
-    from monitor.daemon import try_prepare_store, writer_for
-    from monitor.judgement import Judge
-    from monitor.store.executor import run_in_store_thread
+async def _store_runs(cfg: Config, runs: list[tuple[Check, list[ProbeResult]]]) -> None:
+    """Through the daemon's writer and spool (without the spool if this agent's daemon holds it)."""
+    from monitor.daemon import writer_for
     from monitor.store.spool import SpoolInUse
 
-    await try_prepare_store(cfg.storage.dsn, migrate=cfg.storage.migrate)
     try:
         writer = writer_for(cfg)
     except SpoolInUse as e:  # the daemon of this agent runs here: don't fail, write directly
         log.warning("%s; writing without a spool", e)
         writer = writer_for(cfg, spool=False)
-    judge = Judge(cfg.storage.dsn, cfg.analysis, cfg.agent)
     writing = asyncio.create_task(writer.run())
     try:
-        for check, results in runs:
-            await run_in_store_thread(judge.conclude, check, results)
+        for _, results in runs:
             for result in results:
                 writer.submit(result)
     finally:
-        judge.close()
         await writer.close()
         await writing
 

@@ -83,6 +83,11 @@ def _valid_ip(v: str) -> str:
     return v
 
 
+def _valid_network(v: str) -> str:
+    ipaddress.ip_network(v, strict=False)  # ValueError: "'x' does not appear to be an IPv4 or IPv6 network"
+    return v
+
+
 HostPort = Annotated[str, AfterValidator(_valid_host_port)]
 IPAddress = Annotated[str, AfterValidator(_valid_ip)]
 
@@ -295,6 +300,10 @@ class VantageConfig(_Model):
     # CAP_SYS_ADMIN. Checked at each use, not here: a missing namespace fails the probes as
     # network_unreachable, and may be created after the agent started.
     netns: str | None = None
+    # A control: a vantage known to be clean (no censor, no failing proxy on its path), whose
+    # results alone may tell "down for everyone" (server_down) from "blocked here". Results
+    # from it say so (facts.control_vantage), so agents that share a store know it too.
+    role: Literal["control"] | None = None
 
     @model_validator(mode="after")
     def _auth(self) -> VantageConfig:
@@ -487,6 +496,9 @@ class TlsCheck(_CheckBase):
     # After a failure that looks like a censor's trigger, residual blocking may hit any new
     # connection to the same (IP, port) for minutes: the control is not sent there until then.
     holdoff: Duration = 180.0
+    # Meanwhile the last control that completed on that (IP, port) is carried forward as the
+    # comparison, if it is at most this old; an older one is sent again (see probes/_sni.py).
+    control_max_age: Duration = 1800.0
 
     @model_validator(mode="after")
     def _control_differs(self) -> TlsCheck:
@@ -728,6 +740,8 @@ class SiteCheck(_CheckBase):
     max_ips: int = Field(default=4, ge=1, le=16)  # answered addresses handshaken per round
     injection_window: Duration = 0.3
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] = []  # of the GET; default: any 2xx
+    holdoff: Duration = 180.0  # residual blocking, as the tls check's
+    control_max_age: Duration = 1800.0  # carried-forward control, as the tls check's
 
     @field_validator("domain", "control_sni")
     @classmethod
@@ -791,6 +805,14 @@ class AnalysisConfig(_Model):
     degraded_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
     # Results of other vantages older than this are not consulted ("fails here, works there").
     cross_vantage_max_age: Duration = 900.0
+    # Controls: vantages known to be clean, as VANTAGE (any agent's) or VANTAGE@AGENT, besides
+    # the vantages of this config marked `role: control`. Only a control that failed the same
+    # way makes a failure `server_down`; a failing vantage that is not one may be censored too.
+    controls: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*(@[A-Za-z0-9][A-Za-z0-9_.:-]*)?$")]] = []
+    # Networks where private answers are expected (split-horizon or internal resolvers): an
+    # answer in one of them is never taken for poisoning. Others that are not globally
+    # routable are poisoning only when the encrypted resolvers disagree with them.
+    private_networks: list[Annotated[str, AfterValidator(_valid_network)]] = []
 
 
 class Config(_Model):

@@ -22,15 +22,16 @@ from sqlalchemy.orm import Session
 
 from monitor import netns as network_namespaces
 from monitor.alerts import AlertEngine
-from monitor.config import Check, Config, ConfigError, load_config
+from monitor.config import Check, Config, ConfigError, SiteCheck, TlsCheck, load_config
 from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
 from monitor.judgement import Judge
 from monitor.model import ProbeResult, VerdictName
 from monitor.probes import measure
-from monitor.scheduler import CheckScheduler
+from monitor.probes._sni import RESIDUAL
 from monitor.probes.goproxy import VERIFIED_TREES
+from monitor.scheduler import CheckScheduler
 from monitor.store import ResultWriter, all_sumdb_trees, make_engine, upgrade
 from monitor.store.engine import describe_error
 from monitor.store.executor import run_in_store_thread
@@ -64,8 +65,8 @@ class Daemon:
         self.scheduler = CheckScheduler(
             self._measure, self._conclude, max_concurrency=config.scheduler.max_concurrency, on_lag=self._record_lag, on_skip=self.state.record_skip
         )
-        # Cross-vantage verdicts and episodes (monitor/judgement.py); the store is read per run.
-        self.judge = Judge(config.storage.dsn, config.analysis, config.agent)
+        # Every run's verdict, across vantages and over time (monitor/judgement.py).
+        self.judge = Judge(config)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._writer_task: asyncio.Task | None = None
@@ -81,7 +82,9 @@ class Daemon:
 
         prepare_task = None
         self._store_prepared = await try_prepare_store(self.config.storage.dsn, migrate=self.config.storage.migrate)
-        if not self._store_prepared:
+        if self._store_prepared:
+            await run_in_store_thread(recall_residual_blocking, self.judge, self.config)
+        else:
             # Start measuring anyway: the writer spools to disk until the store is back.
             prepare_task = asyncio.create_task(self._prepare_store_until_ready(), name="prepare-store")
         writer_task = self._writer_task = asyncio.create_task(self.writer.run(), name="store-writer")
@@ -127,10 +130,11 @@ class Daemon:
                 log.warning("changes to %s take effect only after a restart", ", ".join(restart_only))
             self.config = new.model_copy(update={k: getattr(self.config, k) for k in restart_only})
             self.vantages = vantages_from_config(self.config)
-            self.judge.analysis = self.config.analysis
+            self.judge.apply(self.config)
             network_namespaces.release_all_except(v.netns for v in self.config.vantages if v.netns)
             unchanged = self.scheduler.apply(self.config)
             self.state.forget_checks_except({tuple(jid.rsplit("@", 1)) for jid in unchanged})  # type: ignore[misc]
+            self.judge.forget_checks_except({(c.name, v) for c in self.config.checks for v in c.vantages})
             self.state.reload_ok, self.state.reload_time = True, time.time()
             log.info("config reloaded: %d checks", len(self.config.checks))
             return True, f"reloaded: {len(self.config.checks)} checks"
@@ -146,9 +150,9 @@ class Daemon:
         reload removed or changed meanwhile (not `current`) neither steps the episode nor
         brings its series back."""
         if current:
-            verdict = await self._judged(check, results)
-            if verdict is not None:
-                self.state.record_verdict(check.name, vantage_name, verdict.value)
+            shown = await self._judged(check, results)
+            if shown is not None:
+                self.state.record_verdict(check.name, vantage_name, shown.value)
         for result in results:
             self.writer.submit(result)
             if current:
@@ -189,17 +193,24 @@ class Daemon:
         return {"status": status, "ready": self._store_prepared and self.writer.store_ok and writer_alive, **parts}
 
     async def _judged(self, check: Check, results: list[ProbeResult]) -> VerdictName | None:
-        """The judge step, bounded in time; whatever happens there, the results are still stored."""
+        """The judge step (its verdict for monitor_verdict), bounded in time; whatever happens
+        there — a bug in the rules, a store that does not answer — the results are still stored."""
         try:
-            verdict = await run_in_store_thread(self.judge.conclude, check, results, timeout=JUDGE_TIMEOUT_S)
-        except Exception as e:  # a bug, or the store slower than the bound: the run keeps its probe's verdict
-            self._judge_errors += 1
-            self._judge_last_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            log.error("judging %s failed (%s); its results are stored without cross-vantage verdict", check.name, self._judge_last_error,
-                      exc_info=not isinstance(e, TimeoutError))
+            conclusion = await run_in_store_thread(self.judge.conclude, check, results, timeout=JUDGE_TIMEOUT_S)
+        except TimeoutError:
+            self.judge.store_timed_out(JUDGE_TIMEOUT_S)  # the next runs judge without the store for a while
+            self._judge_failed(check, f"no answer from the store within {JUDGE_TIMEOUT_S:g} s", traceback=False)
+            return None
+        except Exception as e:
+            self._judge_failed(check, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__, traceback=True)
             return None
         self._judge_errors = 0
-        return verdict
+        return conclusion.shown
+
+    def _judge_failed(self, check: Check, why: str, *, traceback: bool) -> None:
+        self._judge_errors += 1
+        self._judge_last_error = why
+        log.error("judging %s failed (%s); its results are stored unjudged", check.name, why, exc_info=traceback)
 
     def _record_lag(self, check: str, vantage: str, seconds: float) -> None:
         self.state.scheduler_lag[(check, vantage)] = seconds
@@ -210,6 +221,14 @@ STORE_RETRY_S = 10.0
 # The longest a run waits for its judge step (cross-vantage verdict, episode) before its
 # results are stored without it.
 JUDGE_TIMEOUT_S = 10.0
+
+
+def recall_residual_blocking(judge: Judge, config: Config) -> None:
+    """Seed the probes' residual-blocking memory (triggers, completed controls) from this
+    agent's stored SNI experiments, as far back as any check's hold-off or control age."""
+    window = max((max(c.holdoff, c.control_max_age) for c in config.checks if isinstance(c, (TlsCheck, SiteCheck))), default=0.0)
+    if window > 0:
+        RESIDUAL.recall(judge.sni_history(window))
 
 
 def writer_for(config: Config, *, spool: bool = True) -> ResultWriter:

@@ -1,87 +1,244 @@
-"""Verdicts across vantages and over time: the store-side half of analysis, shared by the
-daemon and `monitor probe --once` so that both read and write the store alike.
+"""The judge step: verdicts across vantages and over time, for every run of every check. The
+daemon and `monitor probe --once` call it alike, after the probe runner and before the
+results are written; the rules themselves are pure (monitor/analysis/runs.py).
 
-After a run of a check that has a verdict (site, goproxy, dns), `Judge.conclude`:
-1. reads the latest results of the same check from the other vantages (other agents' or
-   earlier runs', not older than analysis.cross_vantage_max_age) and judges the run again
-   with them ("fails here, works there" separates censorship from server_down) — the
-   run's summary result gets the final verdict and findings before it is stored;
-2. steps the (check, vantage, agent) episode (monitor/analysis/episodes.py) and stores it.
-It returns the verdict the exporter shows (the open episode's, else ok). The store being
-unreachable is not fatal: the run keeps the verdict its probe gave, and no episode moves.
+`Judge.conclude(check, results)`:
+1. gathers what the other vantages saw of the same check: the latest run of each other
+   (vantage, agent) — this process's own, kept in memory, and other agents' from the store —
+   not older than analysis.cross_vantage_max_age, each marked as a named control or not
+   (analysis.controls, `role: control` vantages, or facts.control_vantage on the result);
+2. judges the run with them (`judge_run`) and writes the outcome on the run's last result:
+   its verdict, and for a round's summary its ok and the failure the verdict rests on, the
+   facts other vantages read, and `compared_with`; a control vantage's results say so
+   (facts.control_vantage) for the agents that share the store;
+3. steps the (check, vantage, agent) episode state (monitor/analysis/episodes.py): the
+   round's verdict becomes `failing` when a failure with no established cause repeats;
+4. returns a Conclusion: the run's verdict, and what monitor_verdict shows (the open
+   episode's verdict, else ok).
+Episode state is read from the store the first time a (check, vantage) is judged and kept
+in memory from then on; what cannot be written while the store is unreachable is written
+when it is back. Until a state could be read once, its episodes do not move (`shown` is
+None). Without a store (`probe --once --no-store`) the state lives in memory only.
+
+What else spans rounds — the residual-blocking hold-off and the last control that
+completed per (vantage, address, port) — is the probes' memory (probes/_sni.py), because a
+probe must consult it before it sends a control and concurrent checks must see a trigger
+at once; `sni_history` gives the stored results it is recalled from when an agent starts.
+Blocking: call `conclude` in a thread from async code.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from monitor.analysis.episodes import current_verdict, step
-from monitor.analysis.observations import attempts_of, peer_view
-from monitor.analysis.verdicts import judge_module, judge_site
-from monitor.config import AnalysisConfig, Check
-from monitor.model import ProbeResult, VerdictName
+from monitor.analysis.episodes import Episode, State, shown, step
+from monitor.analysis.observations import PeerView, peer_view
+from monitor.analysis.runs import judge_run
+from monitor.config import Check, Config
+from monitor.model import ProbeResult, Verdict, VerdictName, utcnow
 from monitor.store import make_engine
 from monitor.store.engine import describe_error
-from monitor.store.episodes import (
-    current_episode,
-    drop_episode,
-    latest_summaries,
-    save_episode,
-)
+from monitor.store.episodes import drop_episode, episode_state, latest_summaries, save_episode, sni_experiments_since
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class Conclusion:
+    verdict: Verdict  # this run's verdict (also on the run's last result)
+    shown: VerdictName | None  # what monitor_verdict shows: the open episode's, else ok; None while unknown
+    episode: Episode | None  # the open episode, if any
+
+
+# After the store failed (or did not answer), how long runs are judged without it.
+STORE_RETRY_S = 10.0
+
 
 class Judge:
-    def __init__(self, url: str, analysis: AnalysisConfig, agent: str):
-        self.engine = make_engine(url)
-        self.analysis = analysis
-        self.agent = agent
+    def __init__(self, config: Config, *, store: bool = True):
+        self.engine = make_engine(config.storage.dsn) if store else None
+        self.apply(config)
+        self._lock = threading.Lock()  # the maps below: runs are judged from several threads
+        self._store_lock = threading.Lock()  # one writer of pending episode changes at a time
+        self._latest: dict[tuple[str, str, str], ProbeResult] = {}  # (check, vantage, agent) -> its last run's last result
+        self._states: dict[tuple[str, str], State] = {}  # (check, vantage) -> episodes, once known
+        self._unsaved: dict[str, Episode] = {}  # episode id -> its latest version, not yet stored
+        self._undropped: dict[str, Episode] = {}  # pending episodes to delete from the store
+        self._store_ok = True
+        self._retry_at = 0.0  # while the store is down: time.monotonic() after which it is tried again
+
+    def apply(self, config: Config) -> None:
+        """Take a (re)loaded config: analysis settings, this agent, the named controls."""
+        self.analysis = config.analysis
+        self.agent = config.agent
+        self._controls = frozenset(config.analysis.controls) | {f"{v.name}@{config.agent}" for v in config.vantages if v.role == "control"}
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self.engine is not None:
+            self._flush()
+            self.engine.dispose()
 
-    def conclude(self, check: Check, results: list[ProbeResult]) -> VerdictName | None:
-        """Judge one run (its results, summary last) with the other vantages, step its episode.
-        None when the check gives no verdict. Blocking: call it in a thread from async code."""
-        summary = results[-1] if results else None
-        if summary is None or (summary.verdict is None and summary.kind not in ("site", "goproxy")):
-            return None
+    def is_control(self, vantage: str, agent: str) -> bool:
+        return vantage in self._controls or f"{vantage}@{agent}" in self._controls
+
+    # --- one run ---------------------------------------------------------------------------
+
+    def conclude(self, check: Check, results: list[ProbeResult]) -> Conclusion:
+        last = results[-1]
+        key = (check.name, last.vantage)
+        peers = self._peers(check, last)
+        judged = judge_run(results, peers, self.analysis)
+        judged.apply(results)
+        last.facts["compared_with"] = [p.name for p in peers]
+        if self.is_control(last.vantage, last.agent):
+            last.facts["control_vantage"] = True
+        with self._lock:
+            self._latest[(check.name, last.vantage, last.agent)] = last
+        state = self._state(key)
+        if state is None:  # the store was never readable for it: no episode moves yet
+            return Conclusion(judged.verdict, None, None)
+        moved = step(
+            state, judged.verdict, last.started_at, failed=bool(judged.failed), check=check.name, vantage=last.vantage, agent=last.agent,
+            confirmations=self.analysis.confirmations, clean_rounds=self.analysis.clean_rounds,
+        )
+        last.verdict = moved.verdict
+        for episode in moved.changed:
+            if episode.ended_at is not None:
+                log.info("episode ended: check=%s vantage=%s verdict=%s rounds=%d", episode.check, episode.vantage, episode.verdict.value, episode.rounds)
+            elif episode.confirmed_at == last.started_at:
+                log.info("episode opened: check=%s vantage=%s verdict=%s confidence=%s", episode.check, episode.vantage,
+                         episode.verdict.value, episode.confidence)
+        with self._lock:
+            self._states[key] = moved.state
+            for episode in moved.changed:
+                self._unsaved[episode.id] = episode
+            for episode in moved.dropped:
+                self._unsaved.pop(episode.id, None)
+                self._undropped[episode.id] = episode
+        self._flush()
+        return Conclusion(moved.verdict, shown(moved.state), moved.state.open)
+
+    def forget_checks_except(self, keep: set[tuple[str, str]]) -> None:
+        """Drop the memory of (check, vantage) pairs no longer configured."""
+        with self._lock:
+            self._states = {k: v for k, v in self._states.items() if k in keep}
+            self._latest = {k: v for k, v in self._latest.items() if (k[0], k[1]) in keep or k[2] != self.agent}
+
+    # --- other vantages ------------------------------------------------------------------------
+
+    def _peers(self, check: Check, last: ProbeResult) -> list[PeerView]:
+        since = last.started_at - timedelta(seconds=self.analysis.cross_vantage_max_age)
+        found: dict[tuple[str, str], ProbeResult] = {}
+        with self._lock:
+            for (name, vantage, agent), r in self._latest.items():
+                if name == check.name and r.started_at >= since:
+                    found[(vantage, agent)] = r
+        for r in self._stored_peers(check, last, since):
+            known = found.get((r.vantage, r.agent))
+            if known is None or r.started_at > known.started_at:
+                found[(r.vantage, r.agent)] = r
+        found.pop((last.vantage, last.agent), None)
+        return [
+            peer_view(r, control=self.is_control(r.vantage, r.agent) or bool(r.facts.get("control_vantage")))
+            for _, r in sorted(found.items()) if r.id != last.id
+        ]
+
+    def _stored_peers(self, check: Check, last: ProbeResult, since) -> list[ProbeResult]:
+        if not self._store_usable():
+            return []
         try:
-            with Session(self.engine) as session, session.begin():
-                since = summary.started_at - timedelta(seconds=self.analysis.cross_vantage_max_age)
-                peers = [
-                    p for p in latest_summaries(session, check.name, summary.kind, since)
-                    if (p.vantage, p.agent) != (summary.vantage, summary.agent) and p.id != summary.id
-                ]
-                self._judge(summary, results, peers)
-                assert summary.verdict is not None
-                moved = step(
-                    current_episode(session, check.name, summary.vantage, summary.agent), summary.verdict, summary.started_at,
-                    check=check.name, vantage=summary.vantage, agent=summary.agent,
-                    confirmations=self.analysis.confirmations, clean_rounds=self.analysis.clean_rounds,
-                )
-                if moved.dropped is not None:
-                    drop_episode(session, moved.dropped)
-                for episode in (moved.ended, moved.current):
-                    if episode is not None:
-                        save_episode(session, episode)
-                return current_verdict(moved.current)
+            with Session(self.engine) as session:
+                found = latest_summaries(session, check.name, last.kind, since, target=last.target)
         except SQLAlchemyError as e:
-            log.warning("check %s from %s: store unavailable for cross-vantage verdicts and episodes: %s", check.name, summary.vantage, describe_error(e))
-            return None
+            self._store_down(e)
+            return []
+        self._store_up()
+        return found
 
-    def _judge(self, summary: ProbeResult, results: list[ProbeResult], peers: list[ProbeResult]) -> None:
-        summary.facts["compared_with"] = [f"{p.vantage}@{p.agent}" for p in peers]
-        if summary.kind == "site":
-            judgement = judge_site(attempts_of(results), [peer_view(p) for p in peers], degraded_threshold=self.analysis.degraded_threshold)
-            summary.verdict = judgement.verdict
-            summary.facts.pop("subtype", None)  # the probe's own, without the other vantages
-            summary.facts.update(judgement.facts())
-            summary.ok = judgement.verdict.name is VerdictName.OK
-        elif summary.kind == "goproxy":
-            summary.verdict = judge_module(summary, peers)
+    # --- episodes in the store -------------------------------------------------------------
+
+    def _state(self, key: tuple[str, str]) -> State | None:
+        with self._lock:
+            if key in self._states:
+                return self._states[key]
+        if self.engine is None:
+            state = State()
+        elif not self._store_usable():
+            return None  # unknown until the store answers: no episode is invented meanwhile
+        else:
+            try:
+                with Session(self.engine) as session:
+                    state = episode_state(session, key[0], key[1], self.agent)
+            except SQLAlchemyError as e:
+                self._store_down(e)
+                return None
+            self._store_up()
+        with self._lock:
+            return self._states.setdefault(key, state)
+
+    def _flush(self) -> None:
+        """Write the episode changes not stored yet (all of them, oldest state overwritten)."""
+        if not self._store_usable():
+            return
+        with self._store_lock:
+            with self._lock:
+                unsaved, undropped = dict(self._unsaved), dict(self._undropped)
+            if not unsaved and not undropped:
+                return
+            try:
+                with Session(self.engine) as session, session.begin():
+                    for episode in undropped.values():
+                        drop_episode(session, episode)
+                    for episode in unsaved.values():
+                        save_episode(session, episode)
+            except SQLAlchemyError as e:
+                self._store_down(e)
+                return
+            self._store_up()
+            with self._lock:
+                for episode_id, episode in unsaved.items():
+                    if self._unsaved.get(episode_id) is episode:  # not changed again meanwhile
+                        del self._unsaved[episode_id]
+                for episode_id in undropped:
+                    self._undropped.pop(episode_id, None)
+
+    def _store_usable(self) -> bool:
+        """False without a store, and for STORE_RETRY_S after it failed: a store that hangs must
+        not make every run wait for it (the daemon bounds each wait; this spares the next ones)."""
+        return self.engine is not None and (self._store_ok or time.monotonic() >= self._retry_at)
+
+    def store_timed_out(self, seconds: float) -> None:
+        """The caller gave up on a judge step after `seconds`: treat the store as down."""
+        self._store_down(f"no answer within {seconds:g} s")
+
+    def _store_down(self, e: SQLAlchemyError | str) -> None:
+        if self._store_ok:
+            log.warning("store unavailable to the judge step: cross-vantage results of other agents are not consulted and "
+                        "episode changes wait in memory until it is back: %s", e if isinstance(e, str) else describe_error(e))
+        self._store_ok = False
+        self._retry_at = time.monotonic() + STORE_RETRY_S
+
+    def _store_up(self) -> None:
+        if not self._store_ok:
+            log.info("store available to the judge step again")
+        self._store_ok = True
+
+    # --- residual-blocking memory ---------------------------------------------------------------
+
+    def sni_history(self, seconds: float) -> list[ProbeResult]:
+        """This agent's SNI experiments of the last `seconds` in the store (none if unreachable)."""
+        if not self._store_usable():
+            return []
+        try:
+            with Session(self.engine) as session:
+                return sni_experiments_since(session, self.agent, utcnow() - timedelta(seconds=seconds))
+        except SQLAlchemyError as e:
+            self._store_down(e)
+            return []
+

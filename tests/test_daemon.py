@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sqlite3
@@ -82,3 +83,21 @@ def test_daemon_refuses_bad_config_at_start(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "monitor", "run", "-c", str(bad)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert f"{bad}:2: checks[0].target: expected host:port" in proc.stderr
+
+
+def test_a_lone_agent_s_failing_check_shows_failing_and_every_check_has_a_verdict(tmp_path: Path, listener: int) -> None:
+    """One vantage, nothing to compare with: a check that fails round after round is `failing`
+    on monitor_verdict (never ok), one that works is ok; the episode is in the store."""
+    db = tmp_path / "m.db"
+    d = start_daemon(CONFIG.format(db=db, up=listener, down=closed_port()).replace("flush_interval: 10m, batch_size: 100000", "flush_interval: 200ms"), tmp_path)
+    try:
+        text = d.wait_for_metric('monitor_verdict{check="down",vantage="local",verdict="failing"} 1.0', timeout=30)
+        assert value(text, "monitor_verdict", check="down", verdict="ok") == 0.0
+        assert value(text, "monitor_verdict", check="up", verdict="ok") == 1.0
+    finally:
+        assert d.stop() == 0
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute('SELECT verdict, confirmed_at IS NOT NULL FROM verdict_episodes WHERE "check" = ? AND ended_at IS NULL', ("down",)).fetchall()
+        verdicts = [json.loads(v)["name"] for (v,) in conn.execute('SELECT verdict FROM results WHERE "check" = ? ORDER BY started_at', ("down",))]
+    assert rows == [("failing", 1)]
+    assert verdicts[0] == "inconclusive" and set(verdicts[1:]) == {"failing"}, verdicts

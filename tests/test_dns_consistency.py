@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from monitor.analysis.dns_consistency import compare, forged_pool, is_bogon, parse_pool
+from monitor.analysis.dns_consistency import compare, forged_pool, is_bogon, judge_dns, parse_pool
+from monitor.analysis.observations import PeerView
 from monitor.model import Failure, FailureClass, Operation, ProbeResult, VerdictName
 
 TRUE = "93.184.216.34"
@@ -87,11 +88,28 @@ def test_wrong_source_replies_are_not_the_resolver_speaking():
 
 
 @pytest.mark.parametrize("address", ["10.0.0.1", "127.0.0.1", "0.0.0.0", "192.168.1.1", "100.64.0.1", "240.0.0.1", "224.0.0.1", "::1", "fe80::1"])
-def test_bogons(address):
+def test_a_private_answer_is_poisoning_only_where_the_encrypted_resolvers_disagree(address):
     assert is_bogon(address)
-    c = compare([answered("udp://a", address)])
-    assert rules(c) == ["bogon"] and c.bogon_ips == (address,)
+    doh = answered("https://b", TRUE, transport="https")
+    c = compare([answered("udp://a", address), doh])
+    assert "bogon" in rules(c) and c.bogon_ips == (address,)
     assert c.verdict.name is VerdictName.DNS_POISONING and c.verdict.confidence.value == "medium"
+    assert "https://b answered otherwise" in c.reasons[0].detail
+    # Split horizon: the internal DoH says the same.
+    agreeing = compare([answered("udp://a", address), answered("https://b", address, transport="https")])
+    assert agreeing.consistent and agreeing.private_ips == (address,) and agreeing.verdict.name is VerdictName.OK
+    # No encrypted resolver to contradict it (an internal resolver over UDP and TCP): nothing proves a lie.
+    internal = compare([answered("udp://a", address), answered("tcp://a", address, transport="tcp")])
+    assert internal.consistent and internal.verdict.name is VerdictName.OK
+    # A network where private answers are expected is never taken for poisoning.
+    expected = compare([answered("udp://a", address), doh], private=[f"{address}/32" if ":" not in address else f"{address}/128"])
+    assert "bogon" not in rules(expected) and expected.private_ips == (address,)
+
+
+def test_every_resolver_failing_is_not_consistent():
+    c = compare([failed("udp://a", FailureClass.GENERIC_TIMEOUT_ERROR), failed("tls://b", FailureClass.CONNECTION_RESET, "tls")])
+    assert not c.consistent and rules(c) == ["all_failed"]
+    assert c.verdict.name is VerdictName.INCONCLUSIVE
 
 
 @pytest.mark.parametrize("address", [TRUE, "8.8.8.8", "2606:4700::1111"])
@@ -150,9 +168,46 @@ def test_some_failures_otherwise_are_degraded_and_none_answering_inconclusive():
 
 def test_facts_are_json_ready():
     facts = compare([answered("udp://a", FORGED), answered("udp://b", TRUE)]).facts()
-    assert facts["consistent"] is False and facts["forged_ips"] == [FORGED]
+    assert facts["consistent"] is False and facts["forged_ips"] == [FORGED] and facts["private_ips"] == []
     assert facts["reasons"][0] == {"rule": "forged_ip", "resolvers": ["udp://a"], "addresses": [FORGED], "detail": "address from the GFW forged-answer pool"}
     assert facts["resolvers"] == [
         {"resolver": "udp://a", "ok": True, "failure": None, "addresses": [FORGED]},
         {"resolver": "udp://b", "ok": True, "failure": None, "addresses": [TRUE]},
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The judged round (judge_dns): ok, the failure it rests on, other vantages
+
+
+def dns_peer(reached: tuple[str, ...], *, control: bool = False) -> PeerView:
+    return PeerView("clean", "b", "ok", bool(reached), bool(reached), reached_resolvers=frozenset(reached), fetched=bool(reached),
+                    control=control, resolved=bool(reached))
+
+
+def test_answers_that_differ_without_proof_are_inconclusive_but_not_a_failed_round():
+    j = judge_dns([answered("udp://a", TRUE), answered("https://b", "8.8.8.8", transport="https")])
+    assert j.verdict.name is VerdictName.INCONCLUSIVE and j.ok and j.failure is None
+
+
+def test_a_lying_answer_fails_the_round_with_a_failure_that_says_so():
+    j = judge_dns([answered("udp://a", FORGED), answered("https://b", TRUE, transport="https")])
+    assert j.verdict.name is VerdictName.DNS_POISONING and not j.ok
+    assert (j.failure.cls, j.failure.operation) == (FailureClass.DNS_BOGON_ERROR, Operation.VERIFY)
+
+
+def test_resolvers_that_fail_here_are_told_apart_by_other_vantages():
+    results = [failed("udp://a", FailureClass.GENERIC_TIMEOUT_ERROR), failed("tls://b", FailureClass.GENERIC_TIMEOUT_ERROR, "tls")]
+    alone = judge_dns(results)
+    assert alone.verdict.name is VerdictName.INCONCLUSIVE and not alone.ok
+    assert (alone.failure.cls, alone.failure.operation) == (FailureClass.GENERIC_TIMEOUT_ERROR, Operation.DNS_ROUND_TRIP)
+    assert judge_dns(results, [dns_peer(("udp://a", "tls://b"))]).verdict.name is VerdictName.DNS_BLOCKING
+    assert judge_dns(results, [dns_peer((), control=True)]).verdict.name is VerdictName.SERVER_DOWN
+    assert judge_dns(results, [dns_peer(())]).verdict.name is VerdictName.INCONCLUSIVE  # no control: proves nothing
+
+
+def test_an_encrypted_resolver_failing_here_but_reached_elsewhere_is_encrypted_dns_blocked():
+    results = [answered("udp://a", TRUE), failed("tls://b", FailureClass.GENERIC_TIMEOUT_ERROR, "tls"),
+               answered("https://c", TRUE, transport="https")]
+    assert judge_dns(results).verdict.name is VerdictName.DEGRADED
+    assert judge_dns(results, [dns_peer(("udp://a", "tls://b", "https://c"))]).verdict.name is VerdictName.ENCRYPTED_DNS_BLOCKED

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from monitor.analysis.runs import judge_run
 from monitor.config import DnsCheck
 from monitor.model import FailureClass as F
 from monitor.model import Operation as Op
@@ -279,7 +280,7 @@ async def test_doh_status_is_named(pki, vantage, serve):  # noqa: F811
 
 async def test_round_of_honest_resolvers_is_consistent(unbound, vantage):  # noqa: F811
     resolvers = [unbound.udp, unbound.tcp, unbound.tls("localhost"), unbound.https()]
-    results = await run_dns_round(check(*resolvers), vantage, deadline=time.monotonic() + 2)
+    results = judged(await run_dns_round(check(*resolvers), vantage, deadline=time.monotonic() + 2))
     *per_resolver, comparison = results
     assert [r.target for r in per_resolver] == resolvers and all(r.ok for r in per_resolver)
     assert len({r.facts["round_id"] for r in results}) == 1
@@ -289,7 +290,7 @@ async def test_round_of_honest_resolvers_is_consistent(unbound, vantage):  # noq
 
 
 async def test_round_with_a_lying_resolver_names_the_forged_ip(unbound, liar, vantage):  # noqa: F811
-    results = await run_dns_round(check(unbound.udp, liar.udp, unbound.https()), vantage, deadline=time.monotonic() + 2)
+    results = judged(await run_dns_round(check(unbound.udp, liar.udp, unbound.https()), vantage, deadline=time.monotonic() + 2))
     comparison = results[-1]
     assert comparison.facts["consistent"] is False
     assert comparison.facts["forged_ips"] == [FORGED_A]
@@ -300,20 +301,26 @@ async def test_round_with_a_lying_resolver_names_the_forged_ip(unbound, liar, va
 
 async def test_round_nxdomain_against_answers(unbound, vantage):  # noqa: F811
     with HostileDns("nxdomain") as blocker:
-        comparison = (await run_dns_round(check(unbound.udp, blocker.udp), vantage, deadline=time.monotonic() + 2))[-1]
+        comparison = judged(await run_dns_round(check(unbound.udp, blocker.udp), vantage, deadline=time.monotonic() + 2))[-1]
     assert [x["rule"] for x in comparison.facts["reasons"]] == ["nxdomain_vs_answers"]
     assert comparison.verdict.name is VerdictName.DNS_BLOCKING
 
 
 async def test_round_encrypted_dns_blocked(unbound, vantage):  # noqa: F811
-    comparison = (await run_dns_round(check(unbound.udp, f"tls://127.0.0.1:{closed_port()}#localhost"), vantage, deadline=time.monotonic() + 2))[-1]
+    comparison = judged(await run_dns_round(check(unbound.udp, f"tls://127.0.0.1:{closed_port()}#localhost"), vantage, deadline=time.monotonic() + 2))[-1]
     assert comparison.facts["consistent"] is True
     assert comparison.verdict.name is VerdictName.ENCRYPTED_DNS_BLOCKED
 
 
-async def test_probe_dns_returns_the_comparison(unbound, liar, vantage):  # noqa: F811
+async def test_probe_dns_returns_the_comparison_unjudged(unbound, liar, vantage):  # noqa: F811
     c = check(unbound.udp, liar.udp)
     result = await probe_dns(c, vantage, deadline=time.monotonic() + 2)
-    assert result.facts["role"] == "comparison" and result.facts["forged_ips"] == [FORGED_A]
-    assert [s["resolver"] for s in result.facts["resolvers"]] == [unbound.udp, liar.udp]
+    assert result.facts["role"] == "comparison" and result.verdict is None and "consistent" not in result.facts
+    assert result.ok  # every resolver answered; whether one lies is the judge step's to say
+
+
+def judged(results: list[ProbeResult]) -> list[ProbeResult]:
+    """The round as the judge step leaves it, with no other vantage to compare with."""
+    judge_run(results).apply(results)
+    return results
 

@@ -1,6 +1,7 @@
 """goproxy probe against a real module proxy and checksum database on loopback (TLS):
 honest fetches verify end to end; tampering, forged notes, forked trees, hostile zips and
-GOPROXY fall-through come out as the right class, operation and verdict."""
+GOPROXY fall-through come out as the right class, operation and verdict (the judge step's
+rules, monitor/analysis/single.py, applied to the probe's result)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from monitor.config import GoproxyCheck
+from monitor.analysis.single import judge_result
 from monitor.probes.goproxy import VerifiedTrees, probe_goproxy
 from tests.servers.goproxy import GoproxyServer, Module, Response, escape, make_zip, with_declared_size
 from tests.servers.goproxy_sumdb import SigningKey, TestLog
@@ -89,8 +91,10 @@ async def test_honest_proxy_verifies_end_to_end(proxy, sumdb, vantage):
     assert f["sumdb"]["verified"] is True and f["sumdb"]["record_id"] == 300
     assert f["sumdb_tree"] == {"name": KEY.name, "size": log.size, "hash": base64.b64encode(log.root()).decode()}
     assert trees.get(KEY.name).size == log.size
-    assert result.verdict.name.value == "ok"
-    assert any(MOD.zip_h1 in e for e in result.verdict.evidence)
+    assert result.verdict is None  # the probe measures; the judge step gives verdicts
+    verdict = judge_result(result)
+    assert verdict.name.value == "ok"
+    assert any(MOD.zip_h1 in e for e in verdict.evidence)
     # The proxy protocol as the go command speaks it, case-encoded.
     assert proxy.requests == [f"{BASE}.info", f"{BASE}.mod", f"{BASE}.zip"]
     assert "/example.com/!hello/@v/v1.2.3-!r!c1.zip" in proxy.requests
@@ -187,8 +191,9 @@ async def test_tampered_zip_is_module_tampered_with_both_hashes(proxy, sumdb, va
     proxy.routes[f"{BASE}.zip"] = Response(200, evil.zip_bytes())
     result = await run(goproxy_check(proxy.url, sumdb), vantage)
     assert failure_of(result) == ("checksum_mismatch", "verify")
-    assert result.verdict.name.value == "module_tampered" and result.verdict.confidence.value == "high"
-    evidence = " ".join(result.verdict.evidence)
+    verdict = judge_result(result)
+    assert verdict.name.value == "module_tampered" and verdict.confidence.value == "high"
+    evidence = " ".join(verdict.evidence)
     assert evil.zip_h1 in evidence and MOD.zip_h1 in evidence and proxy.url in evidence
     assert result.facts["checksum_ok"] is False
     assert result.facts["sumdb"]["verified"] is True  # the database itself was honest
@@ -199,14 +204,14 @@ async def test_tampered_zip_against_pins_only(proxy, vantage):
     check = goproxy_check(proxy.url, sumdb="off", sumdb_key=None, expect_h1=MOD.zip_h1)
     result = await run(check, vantage)
     assert failure_of(result) == ("checksum_mismatch", "verify")
-    assert MOD.zip_h1 in " ".join(result.verdict.evidence)
+    assert MOD.zip_h1 in " ".join(judge_result(result).evidence)
 
 
 async def test_tampered_go_mod(proxy, sumdb, vantage):
     proxy.routes[f"{BASE}.mod"] = Response(200, b"module example.com/Hello\n\nrequire evil.example/x v1.0.0\n")
     result = await run(goproxy_check(proxy.url, sumdb), vantage)
     assert failure_of(result) == ("checksum_mismatch", "verify")
-    assert MOD.gomod_h1 in " ".join(result.verdict.evidence)
+    assert MOD.gomod_h1 in " ".join(judge_result(result).evidence)
 
 
 async def test_forged_record_with_forged_tiles_is_refused(proxy, sumdb, vantage):
@@ -224,7 +229,7 @@ async def test_forged_record_with_forged_tiles_is_refused(proxy, sumdb, vantage)
     sumdb.routes["/lookup/example.com/!hello@v1.2.3-!r!c1"] = Response(200, b"300\n" + forged_record + b"\n" + log.signed_tree())
     result = await run(goproxy_check(proxy.url, sumdb), vantage)
     assert failure_of(result) == ("sumdb_verification_failed", "verify")
-    assert result.verdict is None
+    assert judge_result(result).name.value == "module_tampered"
 
 
 async def test_hashes_outside_the_record_are_ignored(proxy, sumdb, vantage):

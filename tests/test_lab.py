@@ -2,7 +2,14 @@
 then `monitor probe --once --json` runs inside the clean vantage's namespace (which must say
 ok) and inside the censored one's (which must give the scenario's verdict), both writing to
 one store, so that the censored vantage's verdict consults the clean one's result. The
-site scenarios run the `site` check, the module scenarios the `goproxy` check."""
+site scenarios run the `site` check, the module scenarios the `goproxy` check; some run the
+tls, http and dns checks as well. The same scenarios in a daemon running for several rounds:
+tests/test_lab_daemon.py.
+
+The lab's censor has no residual blocking (but where a scenario emulates it), so the hold-off
+is short: scenarios on the same address run one after the other, and a one-off run recalls
+the triggers its agent stored (ResidualBlocking.recall) — with the default hold-off the
+address would still be held when the next scenario starts."""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.servers.censor_lab import Lab, censor_lab, lab_unavailable
+from tests.servers.censor_lab import Lab, censor_lab, lab_unavailable, scenarios
 
 CONFIG = """\
 agent: lab-{vantage}
@@ -22,21 +29,38 @@ vantages: [{{name: {vantage}}}]
 defaults: {{vantages: [{vantage}], interval: 60s, timeout: 20s}}
 analysis: {{confirmations: 1, clean_rounds: 1}}
 checks:
-  - {{name: site, kind: site, domain: site.lab, control_sni: control.lab, path: /status/200,
+{checks}"""
+
+# The lab's checks, for one-off runs here and for the daemon (tests/test_lab_daemon.py).
+CHECKS = """\
+  - {{name: site, kind: site, domain: site.lab, control_sni: control.lab, path: /status/200, holdoff: {holdoff},
      resolvers: [system, "udp://{resolver}"], references: ["tls://{resolver}#dot.lab", "https://doh.lab/dns-query"],
-     connect_timeout: 1s, tls_timeout: 1s, read_timeout: 2s}}
-  - {{name: cdn, kind: site, domain: cdn.lab, control_sni: control.lab, path: /status/200,
+     connect_timeout: {phase}, tls_timeout: {phase}, read_timeout: {read}}}
+  - {{name: cdn, kind: site, domain: cdn.lab, control_sni: control.lab, path: /status/200, holdoff: {holdoff},
      resolvers: ["udp://{rotator}", system], references: ["tls://{resolver}#dot.lab", "https://doh.lab/dns-query"],
-     connect_timeout: 1s, tls_timeout: 1s, read_timeout: 2s}}
-  # The site check with more attempts, for a lossy path: its verdict is a share of failed
-  # observations, and five attempts sample it well enough to keep it off the threshold.
-  - {{name: lossy, kind: site, domain: site.lab, control_sni: control.lab, path: /status/200, attempts: 5,
-     resolvers: [system, "udp://{resolver}"], references: ["tls://{resolver}#dot.lab", "https://doh.lab/dns-query"],
-     connect_timeout: 1s, tls_timeout: 1s, read_timeout: 2s}}
+     connect_timeout: {phase}, tls_timeout: {phase}, read_timeout: {read}}}
   - {{name: module, kind: goproxy, proxy: "https://proxy.lab", module: {module.path}, version: {module.version},
      sumdb: sum.lab, sumdb_key: "{module.vkey}", sumdb_url: "https://sum.lab",
-     connect_timeout: 1s, tls_timeout: 1s, read_timeout: 2s}}
+     connect_timeout: {phase}, tls_timeout: {phase}, read_timeout: {read}}}
+  - {{name: tls, kind: tls, target: "site.lab:443", control_sni: control.lab, holdoff: {holdoff},
+     connect_timeout: {phase}, tls_timeout: {phase}}}
+  - {{name: proxy-https, kind: http, url: "https://proxy.lab/{module.path}/@v/list",
+     connect_timeout: {phase}, tls_timeout: {phase}, read_timeout: {read}}}
+  - {{name: intranet, kind: dns, query: intranet.lab, resolvers: ["udp://{resolver}", "tls://{resolver}#dot.lab", "https://doh.lab/dns-query"]}}
 """
+
+# The site check with more attempts, for a lossy path: its verdict is a share of failed
+# observations, and five attempts sample it well enough to keep it off the threshold.
+LOSSY = """\
+  - {{name: lossy, kind: site, domain: site.lab, control_sni: control.lab, path: /status/200, attempts: 5, holdoff: {holdoff},
+     resolvers: [system, "udp://{resolver}"], references: ["tls://{resolver}#dot.lab", "https://doh.lab/dns-query"],
+     connect_timeout: {phase}, tls_timeout: {phase}, read_timeout: {read}}}
+"""
+
+
+def lab_checks(lab: Lab, *, holdoff: str = "1s", phase: str = "1s", read: str = "2s", lossy: bool = True) -> str:
+    text = CHECKS + (LOSSY if lossy else "")
+    return text.format(resolver=lab.resolver, rotator=lab.rotator, module=lab.module, holdoff=holdoff, phase=phase, read=read)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +74,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def config(lab: Lab, vantage: str) -> Path:
     path = lab.directory / f"{vantage}.yaml"
     if not path.exists():
-        path.write_text(CONFIG.format(vantage=vantage, store=lab.store, ca=lab.ca_path, resolver=lab.resolver, rotator=lab.rotator,
-                                      module=lab.module))
+        path.write_text(CONFIG.format(vantage=vantage, store=lab.store, ca=lab.ca_path, checks=lab_checks(lab)))
     return path
 
 
@@ -61,34 +84,16 @@ def summary(lab: Lab, vantage: str, check: str = "site") -> dict:
 
 
 def module_result(lab: Lab, vantage: str) -> dict:
-    [found] = lab.probe(vantage, config(lab, vantage), "module")
-    return found
+    return result(lab, vantage, "module")
+
+
+def result(lab: Lab, vantage: str, check: str) -> dict:
+    """The run's last result: the one result, or a round's summary."""
+    return lab.probe(vantage, config(lab, vantage), check)[-1]
 
 
 def verdict(s: dict) -> str:
     return s["verdict"]["name"]
-
-
-def string_reset(text: str, port: int = 443) -> list[str]:
-    return ["-A", "FORWARD", "-p", "tcp", "--dport", str(port), "-m", "string", "--algo", "bm", "--string", text,
-            "-j", "REJECT", "--reject-with", "tcp-reset"]
-
-
-def scenarios(lab: Lab) -> dict[str, tuple[list[list[str]], tuple[str, str] | None]]:
-    site = lab.sites[0]
-    return {
-        "sni_rst": ([string_reset("site.lab")], None),
-        "ip_drop": ([["-A", "FORWARD", "-d", site, "-j", "DROP"]], None),
-        "syn_rst": ([["-A", "FORWARD", "-d", site, "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"]], None),
-        "dns_injection": ([], ("site.lab", lab.nowhere)),
-        "dns_hijack": ([["-t", "nat", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "DNAT", "--to-destination", f"{lab.liar}:53"]], None),
-        "dot_blocked": ([["-A", "FORWARD", "-p", "tcp", "--dport", "853", "-j", "DROP"]], None),
-        "doh_sni": ([string_reset("doh.lab")], None),
-        "mitm": ([["-t", "nat", "-A", "PREROUTING", "-d", site, "-p", "tcp", "--dport", "443", "-j", "DNAT", "--to-destination", f"{lab.interceptor}:443"]], None),
-        "hijack_and_sni": ([["-t", "nat", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "DNAT", "--to-destination", f"{lab.liar}:53"],
-                            string_reset("site.lab")], None),
-        "random_drop": ([["-A", "FORWARD", "-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP"]], None),
-    }
 
 
 # The check a scenario runs, if not `site`.
@@ -127,24 +132,6 @@ def test_scenario_is_classified_from_the_censored_vantage_only(lab, name):
         assert {f["verdict"] for f in censored["facts"]["findings"]} >= {"dns_poisoning", "sni_blocking"}
 
 
-# The connection to the module proxy is reset once it has carried this many bytes back: past
-# the TLS handshake and the .info and .mod answers (a few KB), long before the end of the zip
-# (PAYLOAD_BYTES of random data).
-ZIP_CUT = 64 << 10
-
-
-def module_scenarios(lab: Lab) -> dict[str, list[list[str]]]:
-    to_proxy = ["-d", lab.module_proxy, "-p", "tcp", "--dport", "443"]
-    return {
-        # The proxy's address leads to a proxy that serves the module with one file changed.
-        "tampered_zip": [["-t", "nat", "-A", "PREROUTING", *to_proxy, "-j", "DNAT", "--to-destination", f"{lab.tamperer}:443"]],
-        # connbytes counts what the proxy sent on the connection; once past the cut, the
-        # client's next packet (an ACK of the zip) is answered by a RST in the proxy's name.
-        "zip_reset": [["-A", "FORWARD", *to_proxy, "-m", "connbytes", "--connbytes", f"{ZIP_CUT}:", "--connbytes-dir", "reply",
-                       "--connbytes-mode", "bytes", "-j", "REJECT", "--reject-with", "tcp-reset"]],
-    }
-
-
 MODULE_EXPECTED = {
     "tampered_zip": ("checksum_mismatch", "verify", "module_tampered"),
     "zip_reset": ("connection_reset", "read", "rst_injection"),
@@ -155,7 +142,7 @@ MODULE_EXPECTED = {
 def test_module_scenario_is_classified_from_the_censored_vantage_only(lab, name):
     module = lab.module
     assert module is not None
-    with lab.scenario(*module_scenarios(lab)[name]):
+    with lab.scenario(*scenarios(lab)[name][0]):
         clean = module_result(lab, "clean")
         assert clean["ok"] and verdict(clean) == "ok", (clean["failure"], clean["verdict"])
         assert clean["facts"]["h1"] == module.h1
@@ -178,9 +165,39 @@ def test_module_scenario_is_classified_from_the_censored_vantage_only(lab, name)
 
 
 def test_without_censorship_both_vantages_are_ok(lab):
-    for vantage in ("clean", "censored"):
-        results = lab.probe(vantage, config(lab, vantage), "site", "module")
-        assert {r["check"]: verdict(r) for r in results if r["kind"] in ("site", "goproxy")} == {"site": "ok", "module": "ok"}
+    for vantage in ("clean", "censored", "censored2"):
+        results = lab.probe(vantage, config(lab, vantage), "site", "module", "tls", "proxy-https", "intranet")
+        last = {r["check"]: r for r in results}  # each run's last result
+        assert {check: verdict(r) for check, r in last.items()} == dict.fromkeys(("site", "module", "tls", "proxy-https", "intranet"), "ok"), (
+            vantage, {check: r["verdict"] for check, r in last.items()})
+        assert last["intranet"]["facts"]["private_ips"] == ["10.1.2.3"]  # split horizon, agreed by DoT and DoH
+
+
+# Scenarios judged by other checks: (scenario, check) -> the censored vantage's verdict.
+OTHER_CHECKS = {
+    ("sni_rst", "tls"): "sni_blocking",
+    ("module_mitm", "module"): "tls_mitm",
+    ("module_mitm", "proxy-https"): "tls_mitm",
+    ("dns_hijack", "intranet"): "dns_poisoning",
+}
+
+
+@pytest.mark.parametrize("name, check", list(OTHER_CHECKS), ids=lambda v: v)
+def test_other_checks_conclude_from_the_censored_vantage_only(lab, name, check):
+    rules, injector = scenarios(lab)[name]
+    with lab.scenario(*rules, injector=injector):
+        clean = result(lab, "clean", check)
+        assert verdict(clean) == "ok", clean["verdict"]
+        censored = result(lab, "censored", check)
+    assert verdict(censored) == OTHER_CHECKS[(name, check)], (censored["verdict"], censored["failure"])
+    assert censored["ok"] is False and censored["failure"] is not None
+    if name == "module_mitm":
+        # Both chains' issuers: the interceptor's here, the genuine one where it verified.
+        evidence = " ".join(censored["verdict"]["evidence"])
+        assert "issued by CN=interceptor CA" in evidence and "issued by CN=lab CA" in evidence, evidence
+        assert (censored["failure"]["class"], censored["failure"]["operation"]) == ("ssl_unknown_authority", "tls_handshake")
+    if check == "tls":
+        assert censored["facts"]["subtype"] == "rst"
 
 
 def test_cdn_like_rotating_answers_stay_ok_over_many_rounds(lab):

@@ -1,6 +1,7 @@
 """The site check on loopback: unbound (UDP, DoT, DoH) answers the site's name with 127.0.0.1,
 where a real HTTPS server holds a certificate for the site and the control; with an SNI
-filter in front of it, the target SNI is reset while the control completes."""
+filter in front of it, the target SNI is reset while the control completes. Each round is
+judged as the judge step does (monitor/analysis/runs.py), with no other vantage."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from monitor.analysis.runs import judge_run
 from monitor.config import SiteCheck
 from monitor.probes import measure
 from monitor.probes._sni import ResidualBlocking
@@ -51,8 +53,13 @@ def vantage_for(pki: Pki, ca: TestCA) -> Vantage:
 
 
 async def run(check: SiteCheck, vantage: Vantage):
-    results = await measure(check, vantage, agent="t")
+    results = judged(await measure(check, vantage, agent="t"))
     return results, results[-1]
+
+
+def judged(results):
+    judge_run(results).apply(results)
+    return results
 
 
 async def test_a_reachable_site_is_ok_in_one_attempt(unbound, site_context, pki, serve):
@@ -102,8 +109,30 @@ async def test_a_later_round_within_the_holdoff_sends_no_control_to_a_triggered_
     censor = await serve(SniFilter(backend.port, {SITE}))
     check, vantage, memory = site_check(unbound, censor.port), vantage_for(pki, ca), ResidualBlocking()
     await run_site_round(check, vantage, deadline=time.monotonic() + check.timeout, residual=memory)
-    later = await run_site_round(check, vantage, deadline=time.monotonic() + check.timeout, residual=memory)
+    later = judged(await run_site_round(check, vantage, deadline=time.monotonic() + check.timeout, residual=memory))
     experiments = [o for r in later if r.facts.get("role") == "handshake" for o in r.facts["sni_experiment"]]
     controls = [o for o in experiments if o["label"] == "control"]
     assert controls and all(o["skipped"] and o["skipped"]["reason"] == "residual_blocking_holdoff" for o in controls), controls
-    assert later[-1].verdict is not None and later[-1].verdict.name.value != "ip_blocking", later[-1].verdict
+    # The control that completed in the first round is carried forward: still SNI blocking.
+    assert all(o["carried"]["sni"] == CONTROL and 0 <= o["carried"]["age_s"] < check.holdoff for o in controls), controls
+    assert later[-1].verdict is not None and later[-1].verdict.name.value == "sni_blocking", later[-1].verdict
+    assert any("carried forward" in line for line in later[-1].verdict.evidence)
+
+
+async def test_a_working_site_whose_control_fails_is_ok(unbound, site_context, pki, serve):
+    """The server resets any ClientHello but the site's: the control SNI fails, the site works."""
+    ca, context = site_context
+    backend = await serve(HttpServer(ssl_context=context))
+    picky = await serve(SniFilter(backend.port, {CONTROL}))
+    results, summary = await run(site_check(unbound, picky.port), vantage_for(pki, ca))
+    assert summary.ok and summary.verdict.name.value == "ok" and summary.verdict.confidence.value == "medium", summary.verdict
+    assert summary.facts["attempts"] == 1  # a failing control does not make the round repeat
+    assert any(f"control {CONTROL} failed" in line for line in summary.verdict.evidence)
+
+
+async def test_a_failing_summary_carries_the_failure_its_verdict_rests_on(unbound, site_context, pki, serve):
+    ca, context = site_context
+    backend = await serve(HttpServer(ssl_context=context))
+    censor = await serve(SniFilter(backend.port, {SITE}))
+    _, summary = await run(site_check(unbound, censor.port), vantage_for(pki, ca))
+    assert not summary.ok and (summary.failure.cls.value, summary.failure.operation.value) == ("connection_reset", "tls_handshake")

@@ -4,12 +4,15 @@ against the kernel's own (iptables string match -> tcp-reset in a network namesp
 
 from __future__ import annotations
 
+import socket
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from monitor.config import TlsCheck
+from monitor.model import ProbeResult, utcnow
 from monitor.probes import probe_tls, run_probe
 from monitor.probes._sni import ResidualBlocking, sni_experiment
 from monitor.vantage import Vantage
@@ -91,7 +94,7 @@ async def test_target_reset_while_control_completes_on_the_same_ip(serve, backen
     assert o["target"] | {"ms_after_client_hello": None, "detail": None} == {
         "label": "target", "sni": BLOCKED, "skipped": None, "connected": True, "after_client_hello": True,
         "server_hello": False, "class": "connection_reset", "operation": "tls_handshake", "detail": None,
-        "cert": None, "ms_after_client_hello": None, "contaminated": False,
+        "cert": None, "ms_after_client_hello": None, "contaminated": False, "trigger": True,
     }
     assert o["target"]["ms_after_client_hello"] >= 0
     control = o["control"]
@@ -192,3 +195,67 @@ async def test_sni_reset_by_iptables_in_a_namespace(leaf, vantage):
     assert o["none"]["server_hello"] is True and o["none"]["class"] is None
     assert result.facts["ip"] == lab.server_ip
     assert not Path(f"/run/netns/{lab.netns}").exists()
+
+
+async def test_the_holdoff_carries_the_last_completed_control_forward(serve, backend, vantage):
+    front = await serve(SniFilter(backend.port, {BLOCKED}))
+    clock = Clock()
+    residual = ResidualBlocking(clock)
+    c = check(front.port, holdoff=180, control_max_age=600)
+    await run(c, vantage, residual)  # the control completes, then the target triggers
+    clock.now += 60
+    held = await run(c, vantage, residual)
+    control = by_label(held)["control"]
+    assert control["carried"]["sni"] == CONTROL and control["carried"]["age_s"] == 60.0
+    assert held.facts["holdoff"] == {"remaining_s": 120.0, "triggered_s_ago": 60.0}
+
+
+async def test_a_stale_control_is_sent_again_first_and_a_completed_one_is_fresh(serve, backend, vantage):
+    """Past control_max_age nothing is carried: the control goes first although the address is
+    held; it is marked contaminated, and since it completed it is the new comparison."""
+    front = await serve(SniFilter(backend.port, {BLOCKED}))
+    clock = Clock()
+    residual = ResidualBlocking(clock)
+    c = check(front.port, holdoff=180, control_max_age=30)
+    await run(c, vantage, residual)
+    clock.now += 60  # held (trigger 60 s ago), the control is 60 s old: stale
+    again = await run(c, vantage, residual, "target-first")
+    control = by_label(again)["control"]
+    assert control["skipped"] is None and control["contaminated"] is True and control["server_hello"] is True
+    assert front.seen[3] == CONTROL  # sent, first
+    clock.now += 10
+    assert by_label(await run(c, vantage, residual))["control"]["carried"]["age_s"] == 10.0
+
+
+async def test_an_attempt_during_which_another_check_triggers_is_contaminated(serve, backend, vantage):
+    residual = ResidualBlocking()
+    key = ("local", "127.0.0.1", backend.port)
+
+    class Triggering(Vantage):
+        """A vantage whose every new socket comes just as another check triggers on the address."""
+
+        def new_socket(self, family, type=socket.SOCK_STREAM):
+            residual.trigger(key, 180)
+            return super().new_socket(family, type)
+
+    v = Triggering(name="local", extra_ca_files=vantage.extra_ca_files)
+    result = await run(check(backend.port, sni=BLOCKED), v, residual, "target-first")
+    assert [o["contaminated"] for o in result.facts["sni_experiment"]] == [True, True, True]
+
+
+def test_the_memory_is_recalled_from_stored_results():
+    """An agent that starts again knows the triggers and the completed controls of its last runs."""
+    clock = Clock()
+    residual = ResidualBlocking(clock)
+    key = ("local", "192.0.2.7", 443)
+    ago = utcnow() - timedelta(seconds=50)
+    stored = ProbeResult(check="t", kind="tls", vantage="local", target="blocked.example:443", started_at=ago, ok=False, duration_s=1.0,
+                         facts={"ip": "192.0.2.7", "sni_experiment": [
+                             {"label": "control", "sni": CONTROL, "skipped": None, "server_hello": True, "trigger": False},
+                             {"label": "target", "sni": BLOCKED, "skipped": None, "server_hello": False, "trigger": True},
+                         ]})
+    residual.recall([stored])
+    assert 129 < residual.remaining(key, 180) <= 130
+    carried = residual.last_control(key, 600)
+    assert carried is not None and carried.sni == CONTROL and 50 <= carried.age_s < 51
+    assert residual.last_control(key, 30) is None

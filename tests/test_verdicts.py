@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.analysis.observations import PeerView, attempts_of, peer_view, round_facts
-from monitor.analysis.verdicts import judge_module, judge_site
+from monitor.analysis.observations import Chain, PeerView, attempts_of, peer_view, round_facts
+from monitor.analysis.single import judge_result
+from monitor.analysis.verdicts import judge_site
 from monitor.model import (
     Failure,
     FailureClass,
@@ -51,26 +52,35 @@ OUTCOMES = {
     "syn_rst": (F.CONNECTION_REFUSED, O.CONNECT, False, False, False),
     "foreign": (F.SSL_UNKNOWN_AUTHORITY, O.TLS_HANDSHAKE, True, True, True),
     "proxy": (F.PROXY_ERROR, O.PROXY_CONNECT, False, False, False),
+    "unreachable": (F.NETWORK_UNREACHABLE, O.CONNECT, False, False, False),
 }
 
 
-def outcome(label: str, how: str, *, leaf: str | None = None, issuer: str = "CN=Real CA") -> dict:
-    if how == "skipped":
-        return {"label": label, "sni": None, "skipped": {"reason": "residual_blocking_holdoff"}, "connected": False,
-                "after_client_hello": False, "server_hello": False, "class": None, "operation": None, "cert": None, "contaminated": False}
-    cls, op, connected, after_hello, server_hello = OUTCOMES[how]
+def outcome(label: str, how: str, *, leaf: str | None = None, issuer: str = "CN=Real CA", contaminated: bool = False,
+            carried: float | None = None) -> dict:
     sni = {"target": DOMAIN, "control": CONTROL, "none": None}[label]
+    if how == "skipped":
+        return {"label": label, "sni": sni, "skipped": {"reason": "residual_blocking_holdoff"}, "connected": False,
+                "after_client_hello": False, "server_hello": False, "class": None, "operation": None, "cert": None, "contaminated": False,
+                **({"carried": {"sni": sni, "age_s": carried}} if carried is not None else {})}
+    cls, op, connected, after_hello, server_hello = OUTCOMES[how]
     cert = {"subject": f"CN={sni}", "issuer": issuer, "sha256": leaf or (LEAF if how == "ok" else MITM_LEAF)} if server_hello else None
     return {"label": label, "sni": sni, "skipped": None, "connected": connected, "after_client_hello": after_hello,
             "server_hello": server_hello, "class": cls.value if cls else None, "operation": op.value if op else None,
-            "cert": cert, "contaminated": False}
+            "cert": cert, "contaminated": contaminated, "trigger": after_hello and cls in (F.CONNECTION_RESET, F.GENERIC_TIMEOUT_ERROR, F.EOF_ERROR)}
 
 
-def handshake(ip: str, target="ok", control="ok", none="ok", *, attempt=1, issuer="CN=Real CA") -> ProbeResult:
-    experiment = [outcome("control", control, issuer=issuer), outcome("target", target, issuer=issuer), outcome("none", none, issuer=issuer)]
+def handshake(ip: str, target="ok", control="ok", none="ok", *, attempt=1, issuer="CN=Real CA", held=False, carried=None,
+              contaminated=False) -> ProbeResult:
+    """One address's SNI experiment. `held`: the address was in its hold-off when the run began
+    (every attempt contaminated; a skipped control may carry an earlier one, `carried` s old)."""
+    tainted = held or contaminated
+    experiment = [outcome("control", control, issuer=issuer, carried=carried, contaminated=tainted),
+                  outcome("target", target, issuer=issuer, contaminated=tainted), outcome("none", none, issuer=issuer, contaminated=tainted)]
     t = experiment[1]
     failure = Failure(F(t["class"]), O(t["operation"]), "") if t["class"] else None
-    return _result("tls", f"{DOMAIN}:443", "handshake", attempt, failure, ip=ip, sni_experiment=experiment)
+    return _result("tls", f"{DOMAIN}:443", "handshake", attempt, failure, ip=ip, sni_experiment=experiment,
+                   **({"holdoff": {"remaining_s": 100.0, "triggered_s_ago": 80.0}} if held else {}))
 
 
 def fetch(ip: str, failure: tuple[FailureClass, Operation] | None = None, *, attempt=1, status=200) -> ProbeResult:
@@ -98,9 +108,15 @@ def judge(results, peers=(), **kw):
     return judge_site(attempts_of(results), list(peers), pool=POOL, **kw)
 
 
-def peer(*, connected=True, verified=True, fetched=True, leaves=(LEAF,), reached=("tls://dot.ref", "https://doh.ref/dns-query")) -> PeerView:
-    return PeerView("clean", "agent-b", "ok" if verified else "server_down", connected, verified, frozenset(leaves),
-                    frozenset({GOOD}) if verified else frozenset(), frozenset(reached), fetched)
+def peer(*, connected=True, verified=True, fetched=True, leaves=(LEAF,), reached=("tls://dot.ref", "https://doh.ref/dns-query"),
+         control=False, vantage="clean", verdict=None, chains=()) -> PeerView:
+    return PeerView(vantage, "agent-b", verdict or ("ok" if verified else "inconclusive"), connected, verified, frozenset(leaves),
+                    frozenset({GOOD}) if verified else frozenset(), frozenset(reached), fetched, control=control, chains=tuple(chains))
+
+
+def down(**kw) -> PeerView:
+    """A vantage that cannot connect either (resolved, no connection)."""
+    return peer(connected=False, verified=False, fetched=False, leaves=(), **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,12 +153,24 @@ def test_injected_duplicate_reply_is_poisoning():
     assert judge(results).verdict.name is V.DNS_POISONING
 
 
-def test_bogon_answer_is_poisoning_unless_a_certificate_proves_it():
+def test_bogon_answer_is_poisoning_unless_a_certificate_or_the_references_or_the_config_clear_it():
     lying = repeated(lambda a: [resolver("system", ("10.1.2.3",), attempt=a), *refs(attempt=a),
                                 handshake("10.1.2.3", "syn_timeout", "syn_timeout", "syn_timeout", attempt=a), handshake(GOOD, attempt=a), fetch(GOOD, attempt=a)])
     assert judge(lying).verdict.name is V.DNS_POISONING
+    assert judge(lying, private=["10.0.0.0/8"]).verdict.name is not V.DNS_POISONING  # an expected internal network
     private = [resolver("system", ("10.1.2.3",)), *refs(("10.1.2.3",)), handshake("10.1.2.3"), fetch("10.1.2.3")]
     assert judge(private).verdict.name is V.OK
+    # Split horizon: the references give the same private address, nobody proves it with a certificate.
+    internal = [resolver("system", ("10.1.2.3",)), *refs(("10.1.2.3",)), handshake("10.1.2.3", "foreign", "foreign", "foreign"),
+                fetch("10.1.2.3", (F.SSL_UNKNOWN_AUTHORITY, O.TLS_HANDSHAKE))]
+    assert V.DNS_POISONING not in {f.verdict for f in judge(internal).findings}
+
+
+def test_a_forged_pool_address_the_references_also_give_is_not_poisoning():
+    """The pool holds real addresses of blocked services: agreement with DoT and DoH clears one."""
+    results = [resolver("udp://10.0.0.53", (FORGED,)), *refs((FORGED,)), handshake(FORGED, "syn_timeout", "syn_timeout", "syn_timeout"),
+               fetch(FORGED, (F.GENERIC_TIMEOUT_ERROR, O.CONNECT))]
+    assert V.DNS_POISONING not in {f.verdict for f in judge(results, [peer()]).findings}
 
 
 def test_answer_leading_to_a_foreign_certificate_is_poisoning():
@@ -168,8 +196,10 @@ def test_dot_unreachable_while_plain_dns_works_is_encrypted_dns_blocked():
                                   handshake(GOOD, attempt=a), fetch(GOOD, attempt=a)])
     assert judge(results).verdict.name is V.ENCRYPTED_DNS_BLOCKED
     assert judge(results, [peer()]).verdict.confidence.value == "high"
-    # Unreachable from the other vantage too: that reference is down, not blocked.
-    assert judge(results, [peer(reached=("https://doh.ref/dns-query",))]).verdict.name is V.INCONCLUSIVE
+    # Unreachable from a control too: that reference is down, not blocked.
+    assert judge(results, [peer(reached=("https://doh.ref/dns-query",), control=True)]).verdict.name is V.INCONCLUSIVE
+    # From a vantage that is no control, it proves nothing either way.
+    assert judge(results, [peer(reached=("https://doh.ref/dns-query",))]).verdict.name is V.ENCRYPTED_DNS_BLOCKED
 
 
 def _dead(a: int, how: str) -> list[ProbeResult]:
@@ -177,13 +207,28 @@ def _dead(a: int, how: str) -> list[ProbeResult]:
             fetch(GOOD, (F.GENERIC_TIMEOUT_ERROR, O.CONNECT), attempt=a)]
 
 
-def test_no_connection_anywhere_needs_another_vantage_to_say_who_is_at_fault():
+def test_no_connection_anywhere_needs_a_clean_control_to_say_who_is_at_fault():
     results = repeated(lambda a: _dead(a, "syn_timeout"))
     assert judge(results, [peer()]).verdict.name is V.IP_BLOCKING
-    assert judge(results, [peer(connected=False, verified=False, fetched=False)]).verdict.name is V.SERVER_DOWN
+    assert judge(results, [down(control=True)]).verdict.name is V.SERVER_DOWN
     alone = judge(results)
     assert alone.verdict.name is V.INCONCLUSIVE
-    assert any("no other vantage" in line for line in alone.verdict.evidence)
+    assert any("no clean control" in line for line in alone.verdict.evidence)
+
+
+def test_a_failing_vantage_that_is_no_control_does_not_make_it_server_down():
+    """A second censored vantage, or a control that is itself censored or behind a failing
+    proxy, fails too: that is no proof the server is down."""
+    results = repeated(lambda a: _dead(a, "syn_timeout"))
+    censored_too = down(vantage="censored-2")
+    assert judge(results, [censored_too]).verdict.name is V.INCONCLUSIVE
+    assert any("censored-2@agent-b failed too, but is no clean control" in line for line in judge(results, [censored_too]).verdict.evidence)
+    interfered = down(control=True, vantage="ctl", verdict="ip_blocking")
+    assert judge(results, [censored_too, interfered]).verdict.name is V.INCONCLUSIVE
+    behind_a_dead_proxy = peer(connected=False, verified=False, fetched=False, leaves=(), control=True, verdict="proxy_failure")
+    assert judge(results, [behind_a_dead_proxy]).verdict.name is V.INCONCLUSIVE
+    # The named control connects: IP blocking, whatever the other censored vantage says.
+    assert judge(results, [censored_too, peer(control=True, vantage="ctl")]).verdict.name is V.IP_BLOCKING
 
 
 def test_syn_answered_by_rst_while_another_vantage_connects_is_rst_injection():
@@ -240,8 +285,9 @@ def test_same_foreign_issuer_on_every_name_is_a_local_intercepting_proxy():
     j = judge(results)
     assert j.verdict.name is V.TLS_MITM
     assert any("local intercepting proxy" in line for line in j.verdict.evidence)
-    # The same broken chain seen from another vantage: the server's certificate, not an interceptor.
-    assert judge(results, [peer(verified=False, leaves=())]).verdict.name is V.SERVER_DOWN
+    # A control is shown the same chain and cannot verify it either: the server's certificate, not an interceptor.
+    broken = peer(verified=False, leaves=(), control=True, chains=[Chain(DOMAIN, MITM_LEAF, "CN=Corp Inspection CA", False)])
+    assert judge(results, [broken]).verdict.name is V.SERVER_DOWN
 
 
 def test_reset_mid_transfer_over_a_verified_session_is_rst_injection():
@@ -261,6 +307,76 @@ def test_failing_proxy_is_proxy_failure_not_ip_blocking():
     results = repeated(lambda a: [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
                                   handshake(GOOD, "proxy", "proxy", "proxy", attempt=a), fetch(GOOD, (F.PROXY_ERROR, O.PROXY_CONNECT), attempt=a)])
     assert judge(results, [peer()]).verdict.name is V.PROXY_FAILURE
+
+
+def test_a_working_site_with_a_failing_control_is_ok_with_a_note():
+    results = [resolver("system", (GOOD,)), *refs(), handshake(GOOD, "ok", "rst", "ok"), fetch(GOOD)]
+    j = judge(results)
+    assert j.verdict.name is V.OK and j.verdict.confidence.value == "medium"
+    assert any("control.example failed on 93.184.216.34" in line for line in j.verdict.evidence)
+
+
+def test_sni_blocking_with_the_control_carried_forward_within_the_holdoff():
+    """A later round: the control is held off, the last one that completed is carried forward."""
+    results = repeated(lambda a: [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
+                                  handshake(GOOD, "rst", "skipped", "rst", attempt=a, held=True, carried=60.0),
+                                  fetch(GOOD, (F.CONNECTION_RESET, O.TLS_HANDSHAKE), attempt=a)])
+    j = judge(results)
+    assert j.verdict.name is V.SNI_BLOCKING and j.facts()["subtype"] == "rst"
+    assert any("completed on the same address 60 s ago (carried forward" in line for line in j.verdict.evidence)
+    # Without a control to carry, nothing proves the address reachable: not SNI blocking.
+    assert judge(repeated(lambda a: [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
+                                     handshake(GOOD, "rst", "skipped", "rst", attempt=a, held=True),
+                                     fetch(GOOD, (F.CONNECTION_RESET, O.TLS_HANDSHAKE), attempt=a)])).verdict.name is not V.SNI_BLOCKING
+
+
+def test_no_connection_within_the_holdoff_is_residual_sni_blocking_not_ip_blocking():
+    """After the trigger the censor drops every SYN to the address for a while (residual
+    blocking): with a control carried forward that is the SNI filter, with or without peers."""
+    def build(a):
+        return [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
+                handshake(GOOD, "syn_timeout", "skipped", "syn_timeout", attempt=a, held=True, carried=30.0),
+                fetch(GOOD, (F.GENERIC_TIMEOUT_ERROR, O.CONNECT), attempt=a)]
+    for peers in ([], [peer()], [peer(control=True)]):
+        j = judge(repeated(build), peers)
+        assert j.verdict.name is V.SNI_BLOCKING and j.facts()["subtype"] == "residual", (peers, j.verdict)
+    # A clean control cannot connect either: the server went down, whatever triggered before.
+    assert judge(repeated(build), [down(control=True)]).verdict.name is V.SERVER_DOWN
+    # No control to carry: residual blocking or an IP block, not told apart — never ip_blocking.
+    def uncarried(a):
+        return [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
+                handshake(GOOD, "syn_timeout", "syn_timeout", "syn_timeout", attempt=a, held=True),
+                fetch(GOOD, (F.GENERIC_TIMEOUT_ERROR, O.CONNECT), attempt=a)]
+    assert judge(repeated(uncarried), [peer()]).verdict.name is V.INCONCLUSIVE
+
+
+def test_the_first_attempt_of_a_round_triggers_the_residual_blocking_of_the_next_ones():
+    """Attempt 1: target reset while the control completes; attempts 2 and 3 (held off since
+    attempt 1's trigger) see no connection at all: SNI blocking throughout."""
+    def build(a):
+        if a == 1:
+            hs = handshake(GOOD, "rst", "ok", "syn_timeout", attempt=a)
+        else:
+            hs = handshake(GOOD, "syn_timeout", "skipped", "syn_timeout", attempt=a, held=True, carried=1.0)
+        return [resolver("system", (GOOD,), attempt=a), *refs(attempt=a), hs, fetch(GOOD, (F.GENERIC_TIMEOUT_ERROR, O.CONNECT), attempt=a)]
+    j = judge(repeated(build), [peer()])
+    assert j.verdict.name is V.SNI_BLOCKING and j.verdict.evidence[0] == "3 of 3 attempts"
+    assert j.facts()["subtype"] == "rst"
+
+
+def test_a_control_that_completes_within_the_holdoff_still_proves_the_path():
+    results = repeated(lambda a: [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
+                                  handshake(GOOD, "rst", "ok", "rst", attempt=a, contaminated=True),
+                                  fetch(GOOD, (F.CONNECTION_RESET, O.TLS_HANDSHAKE), attempt=a)])
+    assert judge(results).verdict.name is V.SNI_BLOCKING
+
+
+def test_no_route_from_here_is_this_vantage_s_network_not_ip_blocking():
+    results = repeated(lambda a: [resolver("system", (GOOD,), attempt=a), *refs(attempt=a),
+                                  handshake(GOOD, "unreachable", "unreachable", "unreachable", attempt=a),
+                                  fetch(GOOD, (F.NETWORK_UNREACHABLE, O.CONNECT), attempt=a)])
+    j = judge(results, [peer()])
+    assert j.verdict.name is V.INCONCLUSIVE and any("no route from this vantage" in line for line in j.verdict.evidence)
 
 
 def test_a_single_unrepeated_failure_is_inconclusive():
@@ -304,22 +420,90 @@ def test_a_summary_tells_other_vantages_what_it_saw():
 
 
 # ---------------------------------------------------------------------------------------------
-# Module fetches (goproxy)
+# Single results (tcp, tls, http, proxy, git, goproxy)
+
+
+def _single(kind: str, failure: Failure | None, vantage="here", **facts) -> ProbeResult:
+    return ProbeResult(check="m", kind=kind, vantage=vantage, target="x", started_at=T0, ok=failure is None, duration_s=1.0,
+                       failure=failure, facts=facts)
 
 
 def _module(failure: Failure | None, vantage="here") -> ProbeResult:
-    return ProbeResult(check="m", kind="goproxy", vantage=vantage, target="x@v1", started_at=T0, ok=failure is None, duration_s=1.0, failure=failure)
+    return _single("goproxy", failure, vantage)
 
 
-def test_module_checksum_mismatch_is_module_tampered():
-    assert judge_module(_module(Failure(F.CHECKSUM_MISMATCH, O.VERIFY, "zip")), []).name is V.MODULE_TAMPERED
+def fine(kind="goproxy", control=False, **facts) -> PeerView:
+    return peer_view(_single(kind, None, "clean", **facts), control=control)
+
+
+def failed_there(failure: Failure, kind="goproxy", control=True) -> PeerView:
+    return peer_view(_single(kind, failure, "ctl"), control=control)
+
+
+def test_module_checksum_mismatch_is_module_tampered_with_both_hashes():
+    facts = {"h1": "h1:got", "gomod_h1": "h1:mod", "served_by": {"zip": "https://proxy", "mod": "https://proxy"},
+             "expected": {"zip": {"sum.db record 7": "h1:want"}, "go.mod": {"sum.db record 7": "h1:mod"}}}
+    result = _single("goproxy", Failure(F.CHECKSUM_MISMATCH, O.VERIFY, "zip"), **facts)
+    verdict = judge_result(result, [])
+    assert verdict.name is V.MODULE_TAMPERED and verdict.confidence.value == "high"
+    assert verdict.evidence == ("zip from https://proxy hashes to h1:got", "zip in sum.db record 7 is h1:want")
 
 
 def test_module_zip_reset_mid_transfer_is_rst_injection_when_elsewhere_fine():
     reset = _module(Failure(F.CONNECTION_RESET, O.READ, "zip"))
-    verdict = judge_module(reset, [_module(None, "clean")])
+    verdict = judge_result(reset, [fine()])
     assert verdict.name is V.RST_INJECTION and verdict.evidence[0] == "reset mid-transfer"
-    assert judge_module(reset, [_module(Failure(F.CONNECTION_RESET, O.READ, ""), "clean")]).name is V.SERVER_DOWN
-    assert judge_module(_module(Failure(F.GENERIC_TIMEOUT_ERROR, O.CONNECT, "")), []).name is V.INCONCLUSIVE
-    assert judge_module(_module(Failure(F.PROXY_ERROR, O.PROXY_CONNECT, "")), []).name is V.PROXY_FAILURE
-    assert judge_module(_module(None), []).name is V.OK
+    assert judge_result(reset, [failed_there(Failure(F.CONNECTION_RESET, O.READ, ""))]).name is V.SERVER_DOWN
+    assert judge_result(reset, [failed_there(Failure(F.CONNECTION_RESET, O.READ, ""), control=False)]).name is V.INCONCLUSIVE
+    assert judge_result(_module(Failure(F.PROXY_ERROR, O.PROXY_CONNECT, "")), []).name is V.PROXY_FAILURE
+    assert judge_result(_module(None), []).name is V.OK
+
+
+@pytest.mark.parametrize("failure", [
+    Failure(F.CONNECTION_RESET, O.READ, ""), Failure(F.CONNECTION_RESET, O.TLS_HANDSHAKE, ""), Failure(F.GENERIC_TIMEOUT_ERROR, O.CONNECT, ""),
+    Failure(F.GENERIC_TIMEOUT_ERROR, O.TLS_HANDSHAKE, ""), Failure(F.DNS_TEMPORARY_FAILURE, O.RESOLVE, ""),
+])
+def test_one_failure_with_no_other_vantage_is_unexplained_whatever_it_is(failure):
+    """A reset alone is no more proof of injection than a timeout is of blocking."""
+    assert judge_result(_module(failure), []).name is V.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls", "http", "proxy", "git", "goproxy"])
+def test_every_kind_names_a_blocked_connection_where_another_vantage_connects(kind):
+    timeout = _single(kind, Failure(F.GENERIC_TIMEOUT_ERROR, O.CONNECT, ""))
+    assert judge_result(timeout, [fine(kind)]).name is V.IP_BLOCKING
+    refused = _single(kind, Failure(F.CONNECTION_REFUSED, O.CONNECT, ""))
+    assert judge_result(refused, [fine(kind)]).name is V.RST_INJECTION
+    assert judge_result(timeout, [failed_there(Failure(F.GENERIC_TIMEOUT_ERROR, O.CONNECT, ""), kind)]).name is V.SERVER_DOWN
+    assert judge_result(timeout, [failed_there(Failure(F.GENERIC_TIMEOUT_ERROR, O.RESOLVE, ""), kind)]).name is V.INCONCLUSIVE
+    assert judge_result(_single(kind, Failure(F.NETWORK_UNREACHABLE, O.CONNECT, "")), [fine(kind)]).name is V.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("kind", ["http", "goproxy", "git"])
+def test_a_chain_that_verifies_elsewhere_but_not_here_is_mitm_with_both_issuers(kind):
+    here = _single(kind, Failure(F.SSL_UNKNOWN_AUTHORITY, O.TLS_HANDSHAKE, "self-signed"),
+                   tls_chains={"proxy.example": {"issuer": "CN=Interceptor", "leaf_sha256": MITM_LEAF, "verified": False}})
+    there = fine(kind, tls_chains={"proxy.example": {"issuer": "CN=Real CA", "leaf_sha256": LEAF, "verified": True}})
+    verdict = judge_result(here, [there])
+    assert verdict.name is V.TLS_MITM and verdict.confidence.value == "high"
+    text = " ".join(verdict.evidence)
+    assert "issued by CN=Interceptor" in text and "issued by CN=Real CA" in text
+    assert judge_result(here, []).name is V.INCONCLUSIVE
+    # A control shown the same chain cannot verify it either: the server's certificate is broken.
+    same = peer_view(_single(kind, Failure(F.SSL_UNKNOWN_AUTHORITY, O.TLS_HANDSHAKE, ""), "ctl",
+                             tls_chains={"proxy.example": {"issuer": "CN=Interceptor", "leaf_sha256": MITM_LEAF, "verified": False}}), control=True)
+    assert judge_result(here, [same]).name is V.SERVER_DOWN
+
+
+def test_git_names_the_part_that_failed():
+    ssh = Failure(F.GENERIC_TIMEOUT_ERROR, O.CONNECT, "")
+    result = _single("git", ssh, http={"ok": True, "failure": None}, ssh={"ok": False, "failure": ssh.to_json()})
+    verdict = judge_result(result, [fine("git")])
+    assert verdict.name is V.IP_BLOCKING and verdict.evidence[1].startswith("ssh: generic_timeout_error during connect")
+
+
+def test_a_tls_check_with_control_sni_concludes():
+    result = handshake(GOOD, "rst", "ok", "ok")
+    result.kind, result.facts["role"] = "tls", None
+    assert judge_result(result, []).name is V.SNI_BLOCKING
+    assert judge_result(handshake(GOOD), []).name is V.OK

@@ -16,19 +16,18 @@ module is the only one in doctor that imports monitor.analysis, so that when the
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.analysis.observations import Attempt, attempts_of, peer_view
-from monitor.analysis.verdicts import judge_module, judge_site
+from monitor.analysis.observations import attempts_of, peer_view
+from monitor.analysis.single import judge_result
+from monitor.analysis.verdicts import judge_site
 from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName
 
 V = VerdictName
 C = Confidence
 QUIET = (V.OK, V.INCONCLUSIVE)
-_NAME_MISMATCH = FailureClass.SSL_INVALID_HOSTNAME.value
 
 
 @dataclass(frozen=True)
@@ -43,38 +42,24 @@ class HostVerdict:
 
 
 def judge_host(results: Sequence[ProbeResult], peers: Sequence[ProbeResult]) -> HostVerdict:
-    """`results`: one site round (summary last); `peers`: other vantages' summaries of it."""
-    attempts = [_control_answered(a) for a in attempts_of(results)]
-    judgement = judge_site(attempts, [peer_view(p) for p in peers])
+    """`results`: one site round (summary last); `peers`: other vantages' summaries of it.
+    The comparison vantages (--vantage after the first) are named controls: their failing
+    too is what makes a host `server_down` rather than blocked."""
+    judgement = judge_site(attempts_of(results), [peer_view(p, control=True) for p in peers])
     return HostVerdict(judgement.verdict, tuple(f.to_json() for f in judgement.findings))
 
 
-def _control_answered(a: Attempt) -> Attempt:
-    """A control SNI the server has no certificate for still proves the path open (its
-    ServerHello came back, with a chain that verifies for another name); today's rules count
-    that name mismatch as a failure of the attempt, which leaves a working host
-    `inconclusive`. Doctor's control is a generic name (example.com) that no host on the way
-    serves, so the mismatch is cleared here — a chain that does not verify at all is kept, it
-    is evidence of interception — until analysis judges a failing control as a weaker
-    conclusion rather than a failed target (#11)."""
-    handshakes = tuple(
-        dataclasses.replace(h, failure=None, operation=None) if h.label == "control" and h.failure == _NAME_MISMATCH else h
-        for h in a.handshakes
-    )
-    return dataclasses.replace(a, handshakes=handshakes)
-
-
 def judge_fetch(result: ProbeResult, peers: Sequence[ProbeResult]) -> Verdict:
-    return judge_module(result, list(peers))
+    return judge_result(result, [peer_view(p, control=True) for p in peers])
 
 
 def judge_ssh(part: dict[str, Any], https_ok: bool, peers: Sequence[dict[str, Any]]) -> Verdict:
     """git's SSH part (facts.ssh of a git result) that failed.
 
-    analysis has no rule for SSH yet; this one applies its connect-level rule (SYN answered
-    by RST -> rst_injection, no answer -> ip_blocking; another vantage failing alike ->
+    analysis has no rule for SSH; this one applies its connect-level rule (SYN answered by
+    RST -> rst_injection, no answer -> ip_blocking; another vantage failing alike ->
     server_down) with one more in-round control: HTTPS to the same host answering shows the
-    host is up, so port 22 alone is refused or dropped. To move into analysis with #11."""
+    host is up, so port 22 alone is refused or dropped."""
     failure = Failure.from_json(part["failure"])
     what = f"SSH to {part.get('ip', 'the host')}:22: {failure.cls.value} during {failure.operation.value}"
     if failure.operation not in (Operation.CONNECT, Operation.RESOLVE):

@@ -7,10 +7,11 @@ exception known here decides. An exception known to nobody is `internal_error` �
 here, never a network outcome (tests/test_classify.py enumerates what the probes can see).
 
 Choices worth knowing:
-- getaddrinfo's EAI_AGAIN ("temporary failure in name resolution") is `dns_servfail_error`:
-  glibc returns it when every server answered SERVFAIL or none answered within resolv.conf's
-  own timeouts, and cannot tell which; our own deadline expiring is a TimeoutError instead,
-  hence `generic_timeout_error`. The dns probe, which sees the wire, tells the two apart.
+- getaddrinfo's EAI_AGAIN ("temporary failure in name resolution") is `dns_temporary_failure`,
+  as OONI spells it: no answer for now — glibc returns it when no server answered within
+  resolv.conf's own timeouts (no route, nothing listening) or every one answered SERVFAIL,
+  and cannot tell which. Our own deadline expiring is a TimeoutError instead, hence
+  `generic_timeout_error`. The dns probe, which sees the wire, tells these apart.
 - An HTTP peer closing the connection early ("Server disconnected…", "peer closed connection
   without sending complete message body") is `eof_error`, as OONI names it, not a protocol error.
 - EADDRNOTAVAIL (a vantage source address this host does not have) and EPERM/EACCES (a local
@@ -53,7 +54,7 @@ _GAI_CODES = {
     socket.EAI_NONAME: F.DNS_NXDOMAIN_ERROR,
     socket.EAI_NODATA: F.DNS_NO_ANSWER,
     socket.EAI_ADDRFAMILY: F.DNS_NO_ANSWER,  # no address in the family the vantage can use
-    socket.EAI_AGAIN: F.DNS_SERVFAIL_ERROR,
+    socket.EAI_AGAIN: F.DNS_TEMPORARY_FAILURE,
     socket.EAI_FAIL: F.DNS_SERVFAIL_ERROR,
     socket.EAI_SYSTEM: F.DNS_SERVFAIL_ERROR,  # the resolver itself failed (e.g. no resolv.conf)
 }  # the other EAI codes (BADFLAGS, FAMILY, SERVICE, SOCKTYPE…) mean we called it wrongly

@@ -9,6 +9,11 @@ the first proxy (timed as proxy_connect) and has each proxy set up the tunnel to
 and the last one to the target (proxy_handshake); every kind that connects through `open`
 is proxied alike. The target's name then goes to the proxy, which resolves it (remote DNS),
 unless `connect_to` gives the address or the proxy is socks5:// (resolved here, as curl does).
+
+Every TLS handshake made through `handshake` records the chain the server presented in
+facts.tls_chains, by server name ("" for none): its issuer, leaf fingerprint and whether it
+verified — also when verification failed. That is what tells an intercepting middlebox
+(a chain that verifies elsewhere and not here) from a server with a broken certificate.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import uuid
 from typing import Any, Literal, Sequence
 
 from monitor.config import Check
-from monitor.model import Failure, Operation, Phase, ProbeResult, Verdict, VerdictName, utcnow
+from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult, utcnow
 from monitor.probes import _net, _proxy_tunnel
 from monitor.vantage import Proxy, Vantage
 
@@ -73,9 +78,13 @@ class Measurement:
         self.add(Phase.RESOLVE, seconds)
         return ips
 
-    async def open(self, host: str, port: int, connect_to: str | None) -> tuple[socket.socket, str]:
+    async def open(self, host: str, port: int, connect_to: str | None, *, then: Operation) -> tuple[socket.socket, str]:
         """Connect to `host` (at `address`), directly or through the proxies; the connected
-        socket and its peer: the IP, or `host` itself when a proxy resolved the name."""
+        socket and its peer: the IP, or `host` itself when a proxy resolved the name.
+
+        `then` is the operation that follows the connect. A connect() that fails with a reset
+        came after the handshake completed (Linux reports a reset in SYN-SENT as a refusal),
+        so it is reported under `then`: the connection was made, what came next was reset."""
         ip = await self.address(host, connect_to)
         if self.via:
             return await self._through_proxies(ip or host, port), ip or host
@@ -84,6 +93,8 @@ class Measurement:
             sock, seconds = await _net.connect(ip, port, self.vantage, self.limit("connect"))
         except _net.NetError as e:
             self.add(Phase.CONNECT, e.elapsed)
+            if reset_after_connect(e) and then is not Operation.CONNECT:
+                raise _net.NetError(dataclasses.replace(e.failure, operation=then), e.elapsed) from e
             raise
         self.add(Phase.CONNECT, seconds)
         return sock, ip
@@ -126,9 +137,19 @@ class Measurement:
             conn, seconds = await _net.tls_handshake(sock, server_hostname, context, alpn, self.limit("tls"))
         except _net.NetError as e:
             self.add(Phase.TLS, e.elapsed)
+            if e.tls is not None:
+                self._chain(server_hostname, e.tls)
             raise
         self.add(Phase.TLS, seconds)
+        self._chain(server_hostname, conn.info)
         return conn
+
+    def _chain(self, server_hostname: str | None, info: _net.TLSInfo) -> None:
+        if not info.chain_sha256:
+            return  # no certificate came back
+        chains = self.facts.setdefault("tls_chains", {})
+        assert isinstance(chains, dict)
+        chains[server_hostname or ""] = {"issuer": info.issuer, "leaf_sha256": info.chain_sha256[0], "verified": info.verified}
 
     def result(self, failure: Failure | None = None) -> ProbeResult:
         return ProbeResult(
@@ -154,16 +175,24 @@ class Round:
         self.started_at = utcnow()
         self._clock = time.perf_counter()
 
-    def summary(self, check: Check, vantage: Vantage, verdict: Verdict, facts: dict[str, Any]) -> ProbeResult:
-        """The round's last result: ok when the verdict is ok; its failure, if any, is in the verdict."""
+    def summary(self, check: Check, vantage: Vantage, results: Sequence[ProbeResult], facts: dict[str, Any]) -> ProbeResult:
+        """The round's last result, before judgement: ok if every result of the round is, its
+        failure the first failed one's. The judge step (monitor/judgement.py) then gives it
+        its verdict, and its ok and failure by what the verdict rests on."""
+        failed = next((r.failure for r in results if r.failure is not None), None)
         return ProbeResult(
             check=check.name,
             kind=check.kind,
             vantage=vantage.name,
             target=check.display_target,
             started_at=self.started_at,
-            ok=verdict.name is VerdictName.OK,
+            ok=failed is None,
             duration_s=time.perf_counter() - self._clock,
+            failure=failed,
             facts={"round_id": self.id, **facts},
-            verdict=verdict,
         )
+
+
+def reset_after_connect(e: _net.NetError) -> bool:
+    """A connect that failed with a reset: the handshake had completed (see Measurement.open)."""
+    return e.failure.cls is FailureClass.CONNECTION_RESET and e.failure.operation is Operation.CONNECT

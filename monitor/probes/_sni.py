@@ -8,13 +8,20 @@ no-SNI in random order, so that neither always inherits what the other left behi
 
 Residual blocking: after a trigger — a reset, EOF or timeout after a ClientHello left —
 censors such as the GFW block new connections to the same (dst IP, dst port) for minutes.
-So every attempt after a trigger within a run is marked `contaminated`, and RESIDUAL
-remembers each (vantage, dst IP, dst port)'s last trigger across runs: within the check's
-`holdoff` the control is not sent there (its outcome says it was skipped and for how much
-longer) and the attempts that do run are marked contaminated. This memory lives in the
-process, module-level and keyed per vantage; the probe never touches the store. Through a
-proxy that resolves names the address is not known here: the key is then the host name and
-the attempts may reach different addresses of it (give connect_to to pin one).
+So every attempt after a trigger within a run is marked `contaminated` (also one during
+which another check triggered on the same address), and RESIDUAL remembers, per (vantage,
+dst IP, dst port), the last trigger and the last control that completed there, across runs
+and checks. Within the check's `holdoff` after a trigger the control is not sent again: the
+last completed control is carried forward instead (the skipped outcome names it, with its
+age), as long as it is at most `control_max_age` old. With no such control the control is
+sent anyway, first, and marked contaminated: if it completes, it is the fresh comparison
+(a completed handshake proves the path open whatever came before); if it fails, it proves
+nothing. The attempts that run within the hold-off are marked contaminated. This memory
+lives in the process, keyed per vantage; an agent starting again (or `probe --once`)
+recalls it from its stored results (ResidualBlocking.recall). The probe never touches the
+store. Through a proxy that resolves names the address is not known here: the key is then
+the host name and the attempts may reach different addresses of it (give connect_to to pin
+one).
 
 The check's result is the target attempt's, as without the experiment; every attempt's
 outcome is in facts.sni_experiment, in the order run. A completed handshake and a failed
@@ -26,44 +33,111 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable
 
 from monitor.config import TlsCheck, split_host_port
-from monitor.model import Failure, FailureClass, Operation, ProbeResult
+from monitor.model import Failure, FailureClass, Operation, ProbeResult, format_time, utcnow
 from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError, TLSInfo
 from monitor.vantage import Vantage
 
 F = FailureClass
 
-# What a censor's reaction to a ClientHello looks like from here.
-_TRIGGERS = {F.CONNECTION_RESET, F.EOF_ERROR, F.GENERIC_TIMEOUT_ERROR}
+# What a censor's reaction to a ClientHello looks like from here (site.py's GET uses the same).
+TRIGGERS = {F.CONNECTION_RESET, F.EOF_ERROR, F.GENERIC_TIMEOUT_ERROR}
 # Failures that need the server's certificate, hence its ServerHello.
 _CERTIFICATE_CHECKED = {F.SSL_INVALID_HOSTNAME, F.SSL_UNKNOWN_AUTHORITY, F.SSL_INVALID_CERTIFICATE}
 
 Key = tuple[str, str, int]  # (vantage, dst IP — or the name a proxy resolves —, dst port)
 
 
+@dataclass(frozen=True)
+class Carried:
+    """The last control that completed on an address, carried forward while it is held off."""
+
+    sni: str | None
+    age_s: float
+
+    def facts(self) -> dict[str, Any]:
+        completed = utcnow() - timedelta(seconds=self.age_s)
+        return {"sni": self.sni, "age_s": round(self.age_s, 3), "completed_at": format_time(completed)}
+
+
 class ResidualBlocking:
-    """When each (vantage, dst, port) last saw a trigger; entries older than the longest
-    hold-off asked about are dropped, so the map holds only recently triggered addresses."""
+    """Per (vantage, dst, port): when a trigger was last seen there, and when (and with which
+    name) a control handshake last completed there. Entries older than the longest hold-off
+    or control age asked about are dropped, so the map holds only recent addresses."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
+        self.clock = clock
         self._triggered: dict[Key, float] = {}
+        self._controls: dict[Key, tuple[str | None, float]] = {}
         self._longest = 0.0
 
     def remaining(self, key: Key, holdoff: float) -> float:
         """Seconds left of `key`'s hold-off; 0 when it is clear."""
         self._longest = max(self._longest, holdoff)
         at = self._triggered.get(key)
-        return 0.0 if at is None else max(0.0, at + holdoff - self._clock())
+        return 0.0 if at is None else max(0.0, at + holdoff - self.clock())
 
-    def trigger(self, key: Key, holdoff: float) -> None:
-        now = self._clock()
+    def triggered_ago(self, key: Key) -> float | None:
+        at = self._triggered.get(key)
+        return None if at is None else self.clock() - at
+
+    def triggered_since(self, key: Key, since: float) -> bool:
+        at = self._triggered.get(key)
+        return at is not None and at >= since
+
+    def trigger(self, key: Key, holdoff: float, *, at: float | None = None) -> None:
+        at = self.clock() if at is None else at
         self._longest = max(self._longest, holdoff)
+        self._prune()
+        self._triggered[key] = max(at, self._triggered.get(key, at))
+
+    def control_completed(self, key: Key, sni: str | None, *, at: float | None = None) -> None:
+        at = self.clock() if at is None else at
+        known = self._controls.get(key)
+        if known is None or known[1] <= at:
+            self._controls[key] = (sni, at)
+
+    def last_control(self, key: Key, max_age: float) -> Carried | None:
+        """The last control that completed on `key`, if at most `max_age` old."""
+        self._longest = max(self._longest, max_age)
+        known = self._controls.get(key)
+        if known is None:
+            return None
+        age = self.clock() - known[1]
+        return Carried(known[0], age) if age <= max_age else None
+
+    def recall(self, results: Iterable[ProbeResult]) -> None:
+        """Learn triggers and completed controls from stored results of SNI experiments (a tls
+        check's, or a site round's handshakes): what an agent that starts again, or a one-off
+        `probe --once`, must know of the rounds before it. Times are the runs' start times."""
+        now_wall, now = utcnow(), self.clock()
+        for r in results:
+            outcomes = r.facts.get("sni_experiment")
+            address = r.facts.get("ip")
+            if not outcomes or not address:
+                continue
+            try:
+                _, port = split_host_port(r.target)
+            except ValueError:
+                continue
+            key = (r.vantage, str(address), port)
+            at = now - (now_wall - r.started_at).total_seconds()
+            for o in outcomes:
+                if o.get("trigger"):
+                    self._triggered[key] = max(at, self._triggered.get(key, at))
+                if o.get("label") == "control" and o.get("server_hello") and not o.get("skipped"):
+                    self.control_completed(key, o.get("sni"), at=at)
+
+    def _prune(self) -> None:
+        now = self.clock()
         self._triggered = {k: t for k, t in self._triggered.items() if now - t < self._longest}
-        self._triggered[key] = now
+        self._controls = {k: c for k, c in self._controls.items() if now - c[1] < self._longest}
 
 
 RESIDUAL = ResidualBlocking()
@@ -85,6 +159,9 @@ async def sni_experiment(
         return m.result(e.failure)
     key = (vantage.name, ip or host, port)
     held = residual.remaining(key, check.holdoff)
+    carried = residual.last_control(key, check.control_max_age) if held > 0 else None
+    if held > 0:
+        m.facts["holdoff"] = {"remaining_s": round(held, 3), "triggered_s_ago": round(residual.triggered_ago(key) or 0.0, 3)}
     contaminated = held > 0
     rest: list[tuple[str, str | None]] = [("target", target_sni), ("none", None)]
     shuffle(rest)
@@ -93,16 +170,22 @@ async def sni_experiment(
     outcomes: list[dict[str, Any]] = []
     target: tuple[Measurement, Failure | None, TLSInfo | None] | None = None
     for i, (label, sni) in enumerate(plan):
-        if label == "control" and held > 0:
-            outcomes.append(_skipped(label, sni, held))
+        if label == "control" and carried is not None:
+            outcomes.append(_skipped(label, sni, held, carried))
             continue
         # An equal share of the time left, so a dropped handshake cannot starve the next one.
         a = Measurement(check, vantage, _share(deadline, len(plan) - i))
+        started = residual.clock()
         failure, info = await _attempt(a, host, port, ip, sni, check)
-        outcomes.append(_outcome(label, sni, failure, info, contaminated))
-        if _is_trigger(failure, info):
+        trigger = _is_trigger(failure, info)
+        # Another check's trigger on the same address while this attempt ran taints it too.
+        tainted = contaminated or residual.triggered_since(key, started)
+        outcomes.append(_outcome(label, sni, failure, info, tainted, trigger))
+        if trigger:
             residual.trigger(key, check.holdoff)
             contaminated = True
+        if label == "control" and outcomes[-1]["server_hello"]:
+            residual.control_completed(key, sni)
         if label == "target":
             target = (a, failure, info)
     assert target is not None  # the target attempt always runs
@@ -120,7 +203,7 @@ async def sni_experiment(
 async def _attempt(a: Measurement, host: str, port: int, ip: str | None, sni: str | None, check: TlsCheck) -> tuple[Failure | None, TLSInfo | None]:
     """One handshake on a fresh connection; None as sni sends none (the chain is still verified)."""
     try:
-        sock, _ = await a.open(host, port, ip)
+        sock, _ = await a.open(host, port, ip, then=Operation.TLS_HANDSHAKE)
     except NetError as e:
         return e.failure, None
     try:
@@ -142,10 +225,10 @@ def _after_client_hello(failure: Failure | None, info: TLSInfo | None) -> bool:
 
 
 def _is_trigger(failure: Failure | None, info: TLSInfo | None) -> bool:
-    return _after_client_hello(failure, info) and failure is not None and failure.cls in _TRIGGERS
+    return _after_client_hello(failure, info) and failure is not None and failure.cls in TRIGGERS
 
 
-def _outcome(label: str, sni: str | None, failure: Failure | None, info: TLSInfo | None, contaminated: bool) -> dict[str, Any]:
+def _outcome(label: str, sni: str | None, failure: Failure | None, info: TLSInfo | None, contaminated: bool, trigger: bool = False) -> dict[str, Any]:
     presented = info is not None and bool(info.chain_sha256)
     elapsed = info.after_client_hello if info is not None else None
     return {
@@ -163,14 +246,17 @@ def _outcome(label: str, sni: str | None, failure: Failure | None, info: TLSInfo
         # From the ClientHello leaving to the handshake's end: the failure, or completion.
         "ms_after_client_hello": round(elapsed * 1000, 3) if elapsed is not None else None,
         "contaminated": contaminated,
+        # Looked like a censor's reaction to the ClientHello: arms the hold-off on this address.
+        "trigger": trigger,
     }
 
 
-def _skipped(label: str, sni: str | None, remaining: float) -> dict[str, Any]:
+def _skipped(label: str, sni: str | None, remaining: float, carried: Carried) -> dict[str, Any]:
     outcome = _outcome(label, sni, None, None, contaminated=False)
     outcome.update(
         skipped={"reason": "residual_blocking_holdoff", "remaining_s": round(remaining, 3)},
         connected=False,
         server_hello=False,
+        carried=carried.facts(),
     )
     return outcome

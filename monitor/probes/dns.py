@@ -5,14 +5,18 @@
 
 A round yields one ProbeResult per resolver, in config order, with `target` = the resolver
 spec (e.g. "udp://114.114.114.114"), then one comparison result, `target` = the query name,
-whose facts say whether the answers are consistent and why not, and whose verdict says what
-that suggests (monitor.analysis.dns_consistency). All of them carry facts.round_id.
+which the judge step (monitor/judgement.py) fills with whether the answers are consistent and
+why not, and the verdict that suggests (monitor/analysis/dns_consistency.py). All of them
+carry facts.round_id.
 
 Per-resolver phases: resolve (the DoT/DoH server's own name; the whole lookup for `system`),
 connect, tls, dns_round_trip (query out to reply in; for DoH, request headers out to body
 in). Per-resolver facts: transport, resolver, resolver_address, rcode, flags, answers
 [{name, type, ttl, data}], addresses, response_size; UDP adds replies (every datagram with
 rtt_s, ip_ttl, source, status) and injection; DoT/DoH add the TLS facts, DoH the HTTP ones.
+Every per-resolver result has seen_addresses: every address its replies carried, the
+accepted reply's first (UDP replies that lost the race to another one of the resolver's, an
+injector's included, still name theirs).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from collections.abc import Awaitable, Callable
 
 import dns.message
 
-from monitor.analysis.dns_consistency import compare
 from monitor.config import DnsCheck
 from monitor.model import ProbeResult
 from monitor.probes._measure import Measurement, Round
@@ -47,8 +50,8 @@ TRANSPORTS: dict[str, Exchange] = {
 
 
 async def probe_dns(check: DnsCheck, vantage: Vantage, *, deadline: float) -> ProbeResult:
-    """The round's comparison result; its facts.resolvers sums up each resolver's outcome.
-    A runner that stores results should call run_dns_round and keep all of them."""
+    """The round's comparison result (unjudged). A runner that stores results should call
+    run_dns_round and keep all of them."""
     return (await run_dns_round(check, vantage, deadline=deadline))[-1]
 
 
@@ -59,9 +62,8 @@ async def run_dns_round(check: DnsCheck, vantage: Vantage, *, deadline: float) -
     per_resolver = await asyncio.gather(
         *(_ask(check, parse_resolver(spec), vantage, deadline, options, run.id) for spec in check.resolvers)
     )
-    comparison = compare(per_resolver)
-    facts = {"role": "comparison", "query": check.query, "qtype": check.type, **comparison.facts()}
-    return [*per_resolver, run.summary(check, vantage, comparison.verdict, facts)]
+    facts = {"role": "comparison", "query": check.query, "qtype": check.type}
+    return [*per_resolver, run.summary(check, vantage, per_resolver, facts)]
 
 
 async def _ask(check: DnsCheck, resolver: Resolver, vantage: Vantage, deadline: float, options: Options, round_id: str) -> ProbeResult:
@@ -77,4 +79,15 @@ async def _ask(check: DnsCheck, resolver: Resolver, vantage: Vantage, deadline: 
             m.facts.update(reply_facts(reply))
         result = m.result(reply_failure(reply, check.type))
     result.target = redact_url(resolver.spec)  # a label and a stored value: no token in it
+    result.facts["seen_addresses"] = _seen_addresses(result)
     return result
+
+
+def _seen_addresses(r: ProbeResult) -> list[str]:
+    """Every address the resolver's replies carried, the accepted one's first, no repeats.
+    Replies from another source or with another id are not the resolver speaking."""
+    seen = list(r.facts.get("addresses") or ())
+    for reply in r.facts.get("replies") or ():
+        if reply.get("status") in ("accepted", "duplicate"):
+            seen += reply.get("addresses") or ()
+    return list(dict.fromkeys(seen))

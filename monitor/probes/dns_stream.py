@@ -27,7 +27,7 @@ Recv = Callable[[int], Awaitable[bytes]]
 
 
 async def exchange_tcp(query: dns.message.Message, resolver: Resolver, m: Measurement, *, options: Options) -> dns.message.Message:
-    sock, ip = await m.open(resolver.host, resolver.port, None)
+    sock, ip = await m.open(resolver.host, resolver.port, None, then=Operation.DNS_ROUND_TRIP)
     m.facts["resolver_address"] = endpoint(ip, resolver.port)
     loop = asyncio.get_running_loop()
     try:
@@ -37,7 +37,7 @@ async def exchange_tcp(query: dns.message.Message, resolver: Resolver, m: Measur
 
 
 async def exchange_tls(query: dns.message.Message, resolver: Resolver, m: Measurement, *, options: Options) -> dns.message.Message:
-    sock, ip = await m.open(resolver.host, resolver.port, None)
+    sock, ip = await m.open(resolver.host, resolver.port, None, then=Operation.TLS_HANDSHAKE)
     m.facts["resolver_address"] = endpoint(ip, resolver.port)
     m.facts["sni"] = resolver.auth_name
     try:

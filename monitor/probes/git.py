@@ -218,7 +218,7 @@ async def _ssh(check: GitCheck, m: Measurement) -> Failure | None:
     assert check.ssh is not None
     host, port = split_host_port(check.ssh)
     try:
-        sock, _ = await m.open(host, port, None)
+        sock, _ = await m.open(host, port, None, then=Operation.READ)
     except NetError as e:
         return e.failure
     try:

@@ -14,8 +14,9 @@ and prove the bytes honest.
    tiles, as golang.org/x/mod/sumdb does (with the fix for CVE-2026-56865: every tile is
    authenticated; and, as for CVE-2026-56864, hashes are read from the record only).
 
-A hash mismatch is `checksum_mismatch` with the verdict `module_tampered` and both hashes as
-evidence; a note, record or tree that fails verification is `sumdb_verification_failed`.
+A hash mismatch is `checksum_mismatch` (facts.expected holds each source's hash, facts.h1 and
+gomod_h1 what the bytes hash to: the judge step names it `module_tampered` with both hashes
+as evidence); a note, record or tree that fails verification is `sumdb_verification_failed`.
 
 The largest verified tree of each database lives in a VerifiedTrees (the process-wide
 VERIFIED_TREES by default): the daemon seeds it from the store, and reads the tree a probe
@@ -38,7 +39,7 @@ import httpx
 
 from monitor.config import GoproxyCheck
 from monitor.credentials import CredentialsUnavailable
-from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName
+from monitor.model import Failure, FailureClass, Operation, ProbeResult
 from monitor.probes import http as _http
 from monitor.probes._classify import classify
 from monitor.probes._gomod import check_module_version, escape_path, escape_version, gomod_h1, pick_latest
@@ -374,21 +375,11 @@ class _Run:
         for c in self.comparisons:
             facts.setdefault("expected", {}).setdefault(c.what, {})[c.source] = c.expected
         if mismatches:
-            served = facts["served_by"]
-            evidence = []
-            for c in mismatches:
-                origin = served["zip"] if c.what == "zip" else served["mod"]
-                evidence.append(f"{c.what} from {origin} hashes to {c.got}")
-                evidence.append(f"{c.what} in {c.source} is {c.expected}")
             detail = "; ".join(f"{c.what}: got {c.got}, {c.source} says {c.expected}" for c in mismatches)
-            result = self.m.result(Failure(F.CHECKSUM_MISMATCH, Operation.VERIFY, detail))
-            result.verdict = Verdict(VerdictName.MODULE_TAMPERED, Confidence.HIGH, tuple(evidence))
-            return result
+            return self.m.result(Failure(F.CHECKSUM_MISMATCH, Operation.VERIFY, detail))
         if self.sumdb_failure is not None:
             return self.m.result(self.sumdb_failure)
-        result = self.m.result()
-        result.verdict = Verdict(VerdictName.OK, Confidence.HIGH, tuple(f"{c.what} {c.got} matches {c.source}" for c in self.comparisons))
-        return result
+        return self.m.result()
 
 
 def _end_of_list(entry: ProxyEntry, what: str) -> _Stop:

@@ -31,7 +31,7 @@ from monitor.config import Check, HttpCheck
 from monitor.credentials import CredentialsUnavailable
 from monitor.model import Failure, FailureClass, Operation, Phase, ProbeResult
 from monitor.probes._classify import classify
-from monitor.probes._measure import Measurement
+from monitor.probes._measure import Measurement, reset_after_connect
 from monitor.probes._net import NetError, TLSConn, is_ip
 from monitor.redact import redact_url
 from monitor.vantage import Vantage
@@ -276,10 +276,43 @@ class Backend(httpcore.AsyncNetworkBackend):
         self._connect_to = connect_to
         self._alpn = ["h2", "http/1.1"] if http2 else ["http/1.1"]  # what httpcore offers
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> Stream:
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         connect_to = self._connect_to if host == self._pinned_host else None
-        sock, ip = await self._m.open(host, port, connect_to)
+        try:
+            # Whether TLS or the request comes next is httpcore's to say: a reset that followed
+            # the handshake is reported by the stream, under the operation that uses it first.
+            sock, ip = await self._m.open(host, port, connect_to, then=Operation.CONNECT)
+        except NetError as e:
+            if reset_after_connect(e):
+                return _ResetStream(e)
+            raise
         return Stream(sock, ip, self._m, self._timing, self._alpn)
+
+
+class _ResetStream(httpcore.AsyncNetworkStream):
+    """A connection reset as soon as it was made: the first use fails with that reset, named
+    by what it was used for (the TLS handshake, or the HTTP exchange)."""
+
+    def __init__(self, reset: NetError):
+        self._reset = reset
+
+    def _fail(self, operation: Operation) -> NetError:
+        return NetError(Failure(self._reset.failure.cls, operation, self._reset.failure.detail), self._reset.elapsed)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        raise self._fail(Operation.HTTP_ROUND_TRIP)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        raise self._fail(Operation.HTTP_ROUND_TRIP)
+
+    async def aclose(self) -> None:
+        pass
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        raise self._fail(Operation.TLS_HANDSHAKE)
+
+    def get_extra_info(self, info: str) -> Any:
+        return None
 
 
 class Stream(httpcore.AsyncNetworkStream):

@@ -47,7 +47,7 @@ async def _tunnel(check: ProxyCheck, m: Measurement) -> Failure | None:
     assert check.target is not None  # config: mode connect has a target or a url
     host, port = split_host_port(check.target)
     try:
-        sock, _ = await m.open(host, port, check.connect_to)
+        sock, _ = await m.open(host, port, check.connect_to, then=Operation.TLS_HANDSHAKE if check.tls else Operation.PROXY_CONNECT)
         try:
             if check.tls:
                 conn = await m.handshake(sock, host, _TLS_ALPN, m.vantage.verify_context)

@@ -7,7 +7,7 @@ target's, with every handshake's outcome side by side in facts.sni_experiment.""
 from __future__ import annotations
 
 from monitor.config import TlsCheck, split_host_port
-from monitor.model import ProbeResult
+from monitor.model import Operation, ProbeResult
 from monitor.probes._measure import Measurement
 from monitor.probes._net import NetError
 from monitor.probes._sni import RESIDUAL, ResidualBlocking, sni_experiment
@@ -23,7 +23,7 @@ async def probe_tls(check: TlsCheck, vantage: Vantage, *, deadline: float, resid
     sni = check.sni or host
     m.facts["sni"] = sni
     try:
-        sock, _ = await m.open(host, port, check.connect_to)
+        sock, _ = await m.open(host, port, check.connect_to, then=Operation.TLS_HANDSHAKE)
         try:
             conn = await m.handshake(sock, sni, check.alpn, vantage.verify_context)
         finally:

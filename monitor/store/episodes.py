@@ -8,21 +8,28 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from monitor.analysis.episodes import Episode
+from monitor.analysis.episodes import Episode, State
 from monitor.model import ProbeResult, VerdictName
 from monitor.store.models import EpisodeRow, ResultRow
 from monitor.store.repository import result_from_row
 
 
 def current_episode(session: Session, check: str, vantage: str, agent: str) -> Episode | None:
-    """The pending or open episode of (check, vantage, agent), if any."""
-    row = session.scalars(
+    """The open episode of (check, vantage, agent), else its pending one, if any."""
+    state = episode_state(session, check, vantage, agent)
+    return state.open or state.pending
+
+
+def episode_state(session: Session, check: str, vantage: str, agent: str) -> State:
+    """The open episode (confirmed, not ended) and the pending one of (check, vantage, agent)."""
+    rows = session.scalars(
         select(EpisodeRow)
         .where(EpisodeRow.check == check, EpisodeRow.vantage == vantage, EpisodeRow.agent == agent, EpisodeRow.ended_at.is_(None))
         .order_by(EpisodeRow.started_at.desc())
-        .limit(1)
-    ).first()
-    return episode_from_row(row) if row is not None else None
+    ).all()
+    opened = next((row for row in rows if row.confirmed_at is not None), None)
+    pending = next((row for row in rows if row.confirmed_at is None), None)
+    return State(episode_from_row(opened) if opened is not None else None, episode_from_row(pending) if pending is not None else None)
 
 
 def save_episode(session: Session, episode: Episode) -> None:
@@ -77,9 +84,10 @@ def list_episodes(
     return [episode_from_row(row) for row in reversed(newest)]
 
 
-def latest_summaries(session: Session, check: str, kind: str, since: datetime) -> list[ProbeResult]:
+def latest_summaries(session: Session, check: str, kind: str, since: datetime, target: str | None = None) -> list[ProbeResult]:
     """The newest result of `kind` for `check` from each (vantage, agent) that started at or
-    after `since`: for a round-based kind (site), its summaries, not the sub-results."""
+    after `since`. With `target` (the check's own target: a round's summary has it, its
+    sub-results have the resolver's, the address's or the URL's), the runs' last results."""
     newest_first = (
         func.row_number()
         .over(partition_by=(ResultRow.vantage, ResultRow.agent), order_by=(ResultRow.started_at.desc(), ResultRow.id.desc()))
@@ -87,7 +95,8 @@ def latest_summaries(session: Session, check: str, kind: str, since: datetime) -
     )
     ranked = (
         select(ResultRow.id, newest_first)
-        .where(ResultRow.check == check, ResultRow.kind == kind, ResultRow.started_at >= since)
+        .where(ResultRow.check == check, ResultRow.kind == kind, ResultRow.started_at >= since,
+               *((ResultRow.target == target,) if target is not None else ()))
         .subquery()
     )
     stmt = select(ResultRow).join(ranked, ranked.c.id == ResultRow.id).where(ranked.c.rank == 1).order_by(ResultRow.vantage, ResultRow.agent)
@@ -100,3 +109,10 @@ def episode_from_row(row: EpisodeRow) -> Episode:
         started_at=row.started_at, confirmed_at=row.confirmed_at, ended_at=row.ended_at, last_seen_at=row.last_seen_at,
         rounds=row.rounds, clean=row.clean, confidence=row.confidence, evidence=tuple(row.evidence),
     )
+
+
+def sni_experiments_since(session: Session, agent: str, since: datetime) -> list[ProbeResult]:
+    """This agent's tls results (tls checks, and the handshakes of site rounds) that started at
+    or after `since`, oldest first: what the residual-blocking memory is recalled from."""
+    stmt = select(ResultRow).where(ResultRow.agent == agent, ResultRow.kind == "tls", ResultRow.started_at >= since)
+    return [result_from_row(row) for row in session.scalars(stmt.order_by(ResultRow.started_at, ResultRow.id))]

@@ -1,29 +1,37 @@
-"""The censor lab: four network namespaces made for one test module, joined by veth pairs
+"""The censor lab: five network namespaces made for one test module, joined by veth pairs
 on a random /24 of 198.18.0.0/15 (never routed anywhere else; no namespace has a route
 to the host's networks).
 
-    censored ── censor (router; the scenarios' iptables rules and injectors live here) ── target
+    censored  ─┐
+               ├─ censor (router; the scenarios' iptables rules and injectors live here) ── target
+    censored2 ─┘
     clean ───────────────────────────────────────────────────────────────────────────── target
 
 The target holds, on its loopback: unbound (plain DNS on 53, DoT on 853, DoH on 443) at
 .60 answering the lab's names; a CDN-like resolver at .61 answering one address of a pool
 at random; a lying resolver at .62; HTTPS servers for the lab's names at .65, .66, .67
 (certificates from the lab CA, which the vantages trust); an intercepting server at .71
-(certificates from a CA nobody trusts); a Go module proxy (proxy.lab) at .68, its checksum
+(certificates for the sites and the module proxy from a CA nobody trusts: what a TLS
+interceptor serves when the censor DNATs an address to it); git.lab's smart-HTTP server at
+.73; an SSH banner (port 22) and an HTTP CONNECT proxy (3128) at .74; a Go module proxy (proxy.lab) at .68, its checksum
 database (sum.lab) at .69 and a tampering module proxy at .72, which serves the same
 module@version with one file changed under proxy.lab's genuine certificate (what a censor
 DNATs the proxy's address to), a second honest module proxy (proxy2.lab) at .70, a go-get
 server for the vanity path example.com at .73 (its go-import tag sends `direct` to
 https://git.lab/repo.git), a git server (git.lab) at .74 with smart HTTP on 443 and an SSH
-banner on 22, and an address with nothing listening (down.lab, a dead proxy) at .75. Each vantage's system resolver is unbound
-(/etc/netns/NAME/resolv.conf). A vantage measures with `ip netns exec NAME python -m
-monitor probe --once --json`, both writing to one SQLite store, so the censored vantage's
-verdicts can consult the clean one's results.
+banner on 22, an address with nothing listening (down.lab, a dead proxy) at .75, and an
+HTTP CONNECT proxy on 3128 at .76. unbound also answers intranet.lab with a private address
+(10.1.2.3) on every transport: an internal name, as split-horizon resolvers give. Each
+vantage's system resolver is unbound (/etc/netns/NAME/resolv.conf). A vantage measures with
+`ip netns exec NAME python -m monitor probe --once --json`, all writing to one SQLite store,
+so the censored vantages' verdicts can consult the clean one's results; or one daemon on
+the host measures from all of them (`netns:` vantages, `Lab.vantages_yaml`).
 
 Scenario rules go into the censor's iptables (filter FORWARD, nat PREROUTING) and are
 flushed after each test. NAT decisions already in conntrack outlive a flush; every probe
-opens new flows (new source ports), so they do not carry over between scenarios. Residual blocking (the GFW blocking an (IP, port) for ~180 s
-after an SNI trigger) is not emulated: the rules act on each packet alone.
+opens new flows (new source ports), so they do not carry over between scenarios. Residual
+blocking (the GFW blocking an (IP, port) for minutes after an SNI trigger) is emulated only
+where a scenario asks for it (`residual_sni_reset`: iptables `recent`).
 Everything — processes, namespaces, veths, /etc/netns entries — is removed on exit.
 """
 
@@ -94,8 +102,23 @@ class Lab:
         return f"lab-{self.tag}-censor"
 
     @property
+    def censored2(self) -> str:
+        """A second vantage behind the same censor."""
+        return f"lab-{self.tag}-censored2"
+
+    @property
     def clean(self) -> str:
         return f"lab-{self.tag}-clean"
+
+    def netns(self, vantage: str) -> str:
+        """The namespace of a vantage named censored, censored2 or clean."""
+        return {"censored": self.censored, "censored2": self.censored2, "clean": self.clean}[vantage]
+
+    def vantages_yaml(self, *, control: str | None = "clean") -> str:
+        """The three vantages as a daemon on the host measures from them; `control` is named a control."""
+        return ", ".join(
+            f"{{name: {v}, netns: {self.netns(v)}{', role: control' if v == control else ''}}}" for v in ("censored", "censored2", "clean")
+        )
 
     @property
     def target(self) -> str:
@@ -108,6 +131,11 @@ class Lab:
     def censor_inside(self) -> str:
         """The censor's interface towards the censored vantage (where the injector listens)."""
         return f"lc{self.tag}"
+
+    @property
+    def censor_inside2(self) -> str:
+        """The censor's interface towards the second censored vantage."""
+        return f"ld{self.tag}"
 
     # Addresses of services
     @property
@@ -164,6 +192,11 @@ class Lab:
         return self.ip(75)
 
     @property
+    def connect_proxy(self) -> str:
+        """An HTTP CONNECT proxy on 3128 (for proxy checks from the vantages)."""
+        return self.ip(76)
+
+    @property
     def nowhere(self) -> str:
         """An address in the lab's range where nothing listens: what forged answers point to."""
         return self.ip(99)
@@ -204,22 +237,23 @@ class Lab:
         """Apply iptables rules (each an argument list, e.g. ["-A", "FORWARD", ...] or
         ["-t", "nat", "-A", "PREROUTING", ...]) and an optional DNS injector (domain, forged
         address) in the censor for the duration; flushed afterwards whatever happened."""
-        process = None
+        injectors = []
         try:
             for rule in rules:
                 self.run(self.censor, "iptables", *rule)
             if injector is not None:
-                process = self.start(self.censor, sys.executable, "-m", "tests.servers.dns_injector", self.censor_inside, *injector)
+                for inside in (self.censor_inside, self.censor_inside2):
+                    injectors.append(self.start(self.censor, sys.executable, "-m", "tests.servers.dns_injector", inside, *injector))
             yield
         finally:
-            if process is not None:
+            for process in injectors:
                 self.stop(process)
             for table in ("filter", "nat"):
                 self.run(self.censor, "iptables", "-t", table, "-F", check=False)
 
     def probe(self, vantage: str, config: Path, *checks: str) -> list[dict]:
         """The results of `monitor probe --once` from `vantage`: of `checks` only, if given."""
-        netns = self.clean if vantage == "clean" else self.censored
+        netns = self.netns(vantage)
         only = [arg for name in checks for arg in ("--check", name)]
         done = subprocess.run(
             ["ip", "netns", "exec", netns, sys.executable, "-m", "monitor", "--log-level", "warning", "probe", "--once", "--json", "-c", str(config), *only],
@@ -231,6 +265,62 @@ class Lab:
 
 
 # ---------------------------------------------------------------------------------------------
+# Scenarios: what the censor does, as iptables rules (and an optional DNS injector)
+
+Rules = list[list[str]]
+
+
+def string_reset(text: str, port: int = 443) -> list[str]:
+    """Reset a connection whose packet carries `text` (an SNI in a ClientHello), as the GFW does."""
+    return ["-A", "FORWARD", "-p", "tcp", "--dport", str(port), "-m", "string", "--algo", "bm", "--string", text,
+            "-j", "REJECT", "--reject-with", "tcp-reset"]
+
+
+def residual_sni_reset(text: str, seconds: int, port: int = 443) -> Rules:
+    """SNI reset with residual blocking: after a ClientHello carrying `text` is reset, every new
+    SYN to the same destination address and port is dropped for `seconds` (iptables `recent`,
+    keyed by destination); blocked SYNs do not restart the period, a new trigger does."""
+    name = "residual"
+    return [
+        ["-A", "FORWARD", "-p", "tcp", "--dport", str(port), "--syn", "-m", "recent", "--name", name, "--rdest", "--rcheck",
+         "--seconds", str(seconds), "-j", "DROP"],
+        ["-A", "FORWARD", "-p", "tcp", "--dport", str(port), "-m", "string", "--algo", "bm", "--string", text,
+         "-m", "recent", "--name", name, "--rdest", "--set", "-j", "REJECT", "--reject-with", "tcp-reset"],
+    ]
+
+
+def scenarios(lab: Lab) -> dict[str, tuple[Rules, tuple[str, str] | None]]:
+    """The lab's scenarios by name: (iptables rules, DNS injector (domain, forged address) or None)."""
+    site = lab.sites[0]
+    to_proxy = ["-d", lab.module_proxy, "-p", "tcp", "--dport", "443"]
+    hijack = ["-t", "nat", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "DNAT", "--to-destination", f"{lab.liar}:53"]
+    return {
+        "sni_rst": ([string_reset("site.lab")], None),
+        "ip_drop": ([["-A", "FORWARD", "-d", site, "-j", "DROP"]], None),
+        "syn_rst": ([["-A", "FORWARD", "-d", site, "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"]], None),
+        "dns_injection": ([], ("site.lab", lab.nowhere)),
+        "dns_hijack": ([hijack], None),
+        "dot_blocked": ([["-A", "FORWARD", "-p", "tcp", "--dport", "853", "-j", "DROP"]], None),
+        "doh_sni": ([string_reset("doh.lab")], None),
+        "mitm": ([["-t", "nat", "-A", "PREROUTING", "-d", site, "-p", "tcp", "--dport", "443", "-j", "DNAT", "--to-destination", f"{lab.interceptor}:443"]], None),
+        "hijack_and_sni": ([hijack, string_reset("site.lab")], None),
+        "random_drop": ([["-A", "FORWARD", "-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP"]], None),
+        # The module proxy's address leads to a proxy that serves the module with one file changed.
+        "tampered_zip": ([["-t", "nat", "-A", "PREROUTING", *to_proxy, "-j", "DNAT", "--to-destination", f"{lab.tamperer}:443"]], None),
+        # connbytes counts what the proxy sent on the connection; once past the cut, the
+        # client's next packet (an ACK of the zip) is answered by a RST in the proxy's name.
+        "zip_reset": ([["-A", "FORWARD", *to_proxy, "-m", "connbytes", "--connbytes", f"{ZIP_CUT}:", "--connbytes-dir", "reply",
+                        "--connbytes-mode", "bytes", "-j", "REJECT", "--reject-with", "tcp-reset"]], None),
+        # A TLS interceptor in front of the module proxy, its CA trusted by nobody.
+        "module_mitm": ([["-t", "nat", "-A", "PREROUTING", *to_proxy, "-j", "DNAT", "--to-destination", f"{lab.interceptor}:443"]], None),
+        "outage": ([["-A", "FORWARD", "-j", "DROP"]], None),
+    }
+
+
+# The connection to the module proxy is reset once it has carried this many bytes back: past
+# the TLS handshake and the .info and .mod answers (a few KB), long before the end of the zip
+# (PAYLOAD_BYTES of random data).
+ZIP_CUT = 64 << 10
 
 
 def _sh(*argv: str) -> None:
@@ -259,6 +349,7 @@ def _unbound_config(lab: Lab, leaf_cert: Path, leaf_key: Path) -> str:
         f"example.com. 30 IN A {lab.vanity}",
         f"git.lab. 30 IN A {lab.git_server}",
         f"down.lab. 30 IN A {lab.down}",
+        "intranet.lab. 30 IN A 10.1.2.3",
     ]
     return "\n".join([
         "server:",
@@ -279,7 +370,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
     base = _LAB_NET.network_address + 256 * secrets.randbelow(_LAB_NET.num_addresses // 256)
     ca = TestCA(directory, name="lab CA")
     lab = Lab(tag, ipaddress.IPv4Address(base), directory, f"sqlite:///{directory / 'lab.db'}", ca.path)
-    namespaces = [lab.censored, lab.censor, lab.clean, lab.target]
+    namespaces = [lab.censored, lab.censored2, lab.censor, lab.clean, lab.target]
     daemons: list[subprocess.Popen[bytes]] = []
     try:
         for ns in namespaces:
@@ -288,16 +379,19 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
         _veth(lab, lab.censored, 1, lab.censor, 2, f"lv{tag}", lab.censor_inside)
         _veth(lab, lab.censor, 5, lab.target, 6, f"lo{tag}", f"lt{tag}")
         _veth(lab, lab.clean, 9, lab.target, 10, f"lk{tag}", f"lu{tag}")
-        services = [60, 61, 62, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75]
+        _veth(lab, lab.censored2, 13, lab.censor, 14, f"lw{tag}", lab.censor_inside2)
+        services = [60, 61, 62, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76]
         for host in services:
             _sh("ip", "netns", "exec", lab.target, "ip", "addr", "add", f"{lab.ip(host)}/32", "dev", "lo")
         _sh("ip", "netns", "exec", lab.censored, "ip", "route", "add", "default", "via", lab.ip(2))
+        _sh("ip", "netns", "exec", lab.censored2, "ip", "route", "add", "default", "via", lab.ip(14))
         _sh("ip", "netns", "exec", lab.clean, "ip", "route", "add", "default", "via", lab.ip(10))
         for services_net in (f"{lab.ip(32)}/27", f"{lab.ip(64)}/26"):  # .32-.127: every service address
             _sh("ip", "netns", "exec", lab.censor, "ip", "route", "add", services_net, "via", lab.ip(6))
         _sh("ip", "netns", "exec", lab.censor, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         _sh("ip", "netns", "exec", lab.target, "ip", "route", "add", f"{lab.ip(0)}/30", "via", lab.ip(5))
-        for ns in (lab.censored, lab.clean):
+        _sh("ip", "netns", "exec", lab.target, "ip", "route", "add", f"{lab.ip(12)}/30", "via", lab.ip(5))
+        for ns in (lab.censored, lab.censored2, lab.clean):
             etc = Path("/etc/netns") / ns
             etc.mkdir(parents=True, exist_ok=True)
             (etc / "resolv.conf").write_text(f"nameserver {lab.resolver}\noptions timeout:1 attempts:1\n")
@@ -336,6 +430,7 @@ def censor_lab(directory: Path) -> Iterator[Lab]:
                 "git": {"host": lab.git_server, "port": 443, "ssh_port": 22, "cert": str(vcs_leaf.cert), "key": str(vcs_leaf.key),
                         "root": str(directory / "git")},
             },
+            "connect_proxy": {"host": lab.connect_proxy, "port": 3128},
         }
         (directory / "services.json").write_text(json.dumps(spec))
         lab.start(lab.target, sys.executable, "-m", "tests.servers.lab_services", str(directory / "services.json"))

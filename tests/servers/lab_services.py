@@ -8,7 +8,10 @@ http-backend, tests/servers/git_http.py, over TLS) with an SSH banner (tests/ser
 beside it; and, optionally, one Go module served by module
 proxies (tests/servers/goproxy.py over TLS) — honest ones and tampering ones, which serve
 the same module@version with one file changed — with its record in a checksum database
-(tests/servers/goproxy_sumdb.py, its signing key made here).
+(tests/servers/goproxy_sumdb.py, its signing key made here); and, optionally, a git
+smart-HTTP server over TLS (tests/servers/git_http.py, its repositories made here), an SSH
+server's banner and an HTTP CONNECT proxy (tests/servers/proxy_python.py), so that every
+check kind has a real server to measure.
 
     python -m tests.servers.lab_services SPEC.json
 
@@ -16,7 +19,8 @@ SPEC: {"https": [{"host", "port", "cert", "key"}], "dns": [{"host", "port", "mod
        "goproxy": {"module", "version", "facts": PATH, "sumdb": {"name", "host", "port", "cert", "key"},
                    "proxies": [{"host", "port", "cert", "key", "tampered": bool}]},
        "vcs": {"go_get": {"host", "port", "cert", "key", "imports": {MODULE: "VCS REPO-URL"}},
-               "git": {"host", "port", "ssh_port", "cert", "key", "root"}}}.
+               "git": {"host", "port", "ssh_port", "cert", "key", "root"}},
+       "connect_proxy": {"host", "port"}}.
 Writes the module's facts to PATH (the database's verifier key, the honest and the tampered
 zip's go.sum hashes, the zip's size), then prints "ready" once every socket listens; stops
 when its stdin closes.
@@ -41,6 +45,7 @@ from tests.servers.git_http import GitHttpServer, make_repositories
 from tests.servers.goproxy import GoproxyServer, Module, Response
 from tests.servers.goproxy_sumdb import SigningKey, TestLog
 from tests.servers.http import HttpServer
+from tests.servers.proxy_python import HttpProxy
 from tests.servers.ssh_banner import banner
 from tests.servers.tcp import TcpServer
 
@@ -81,6 +86,8 @@ async def _main(spec: dict[str, Any]) -> None:
         servers += await _module_services(spec["goproxy"])
     if "vcs" in spec:
         servers += await _vcs_services(spec["vcs"])
+    if "connect_proxy" in spec:
+        servers.append(await _listen_plain(HttpProxy(host=spec["connect_proxy"]["host"]), spec["connect_proxy"]))
     loop = asyncio.get_running_loop()
     endpoints = [
         (await loop.create_datagram_endpoint(lambda d=d: _Responder(d), local_addr=(d["host"], d["port"])))[0]
@@ -125,9 +132,12 @@ async def _vcs_services(spec: dict[str, Any]) -> list[asyncio.Server]:
     git = spec["git"]
     root = await asyncio.to_thread(make_repositories, Path(git["root"]))
     servers = [await _listen(vanity, go_get), await _listen(GitHttpServer(root, host=git["host"]), git)]
-    ssh = TcpServer(banner(), host=git["host"])
-    servers.append(await asyncio.start_server(ssh._serve, git["host"], git["ssh_port"]))
+    servers.append(await _listen_plain(TcpServer(banner(), host=git["host"]), {"host": git["host"], "port": git["ssh_port"]}))
     return servers
+
+
+async def _listen_plain(server: TcpServer, s: dict[str, Any]) -> asyncio.Server:
+    return await asyncio.start_server(server._serve, s["host"], s["port"])
 
 
 async def _listen(server: TcpServer, s: dict[str, Any]) -> asyncio.Server:
