@@ -196,7 +196,10 @@ class Daemon:
         """The judge step (its verdict for monitor_verdict), bounded in time; whatever happens
         there — a bug in the rules, a store that does not answer — the results are still stored."""
         try:
-            conclusion = await run_in_store_thread(self.judge.conclude, check, results, timeout=JUDGE_TIMEOUT_S)
+            if self.judge.use_store():
+                conclusion = await run_in_store_thread(self.judge.conclude, check, results, online=True, timeout=JUDGE_TIMEOUT_S)
+            else:  # memory only: never queued behind store threads a hung database holds
+                conclusion = await asyncio.to_thread(self.judge.conclude, check, results, online=False)
         except TimeoutError:
             self.judge.store_timed_out(JUDGE_TIMEOUT_S)  # the next runs judge without the store for a while
             self._judge_failed(check, f"no answer from the store within {JUDGE_TIMEOUT_S:g} s", traceback=False)

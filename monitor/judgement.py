@@ -24,7 +24,8 @@ What else spans rounds — the residual-blocking hold-off and the last control t
 completed per (vantage, address, port) — is the probes' memory (probes/_sni.py), because a
 probe must consult it before it sends a control and concurrent checks must see a trigger
 at once; `sni_history` gives the stored results it is recalled from when an agent starts.
-Blocking: call `conclude` in a thread from async code.
+Blocking: call `conclude` in a thread from async code — a store thread when `use_store()`
+said it may use the store, any thread otherwise (it then touches memory only).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Judge:
         self._undropped: dict[str, Episode] = {}  # pending episodes to delete from the store
         self._store_ok = True
         self._retry_at = 0.0  # while the store is down: time.monotonic() after which it is tried again
+        self._probing = False  # a judge step is trying the store again (the others judge from memory)
 
     def apply(self, config: Config) -> None:
         """Take a (re)loaded config: analysis settings, this agent, the named controls."""
@@ -89,10 +91,29 @@ class Judge:
 
     # --- one run ---------------------------------------------------------------------------
 
-    def conclude(self, check: Check, results: list[ProbeResult]) -> Conclusion:
+    def use_store(self) -> bool:
+        """Whether the next judge step may read and write the store (call it, then conclude
+        with `online=` its answer). While the store works: yes. After it failed: no for
+        STORE_RETRY_S, then yes for one step at a time until one gets through — so a store
+        that hangs holds at most one step, and the others go on from memory."""
+        with self._lock:
+            if self.engine is None:
+                return False
+            if self._store_ok:
+                return True
+            if self._probing or time.monotonic() < self._retry_at:
+                return False
+            self._probing = True
+            return True
+
+    def conclude(self, check: Check, results: list[ProbeResult], *, online: bool = True) -> Conclusion:
+        """Judge one run (its results, last one last) and step its episode. `online`: the store
+        may be used (other agents' results, episodes not yet in memory, saving changes); without
+        it the step uses memory alone and changes wait for a later online step."""
         last = results[-1]
         key = (check.name, last.vantage)
-        peers = self._peers(check, last)
+        online = online and self.engine is not None
+        peers = self._peers(check, last, online)
         judged = judge_run(results, peers, self.analysis)
         judged.apply(results)
         last.facts["compared_with"] = [p.name for p in peers]
@@ -100,7 +121,7 @@ class Judge:
             last.facts["control_vantage"] = True
         with self._lock:
             self._latest[(check.name, last.vantage, last.agent)] = last
-        state = self._state(key)
+        state = self._state(key, online)
         if state is None:  # the store was never readable for it: no episode moves yet
             return Conclusion(judged.verdict, None, None)
         moved = step(
@@ -121,7 +142,8 @@ class Judge:
             for episode in moved.dropped:
                 self._unsaved.pop(episode.id, None)
                 self._undropped[episode.id] = episode
-        self._flush()
+        if online:
+            self._flush()
         return Conclusion(moved.verdict, shown(moved.state), moved.state.open)
 
     def forget_checks_except(self, keep: set[tuple[str, str]]) -> None:
@@ -132,14 +154,14 @@ class Judge:
 
     # --- other vantages ------------------------------------------------------------------------
 
-    def _peers(self, check: Check, last: ProbeResult) -> list[PeerView]:
+    def _peers(self, check: Check, last: ProbeResult, online: bool) -> list[PeerView]:
         since = last.started_at - timedelta(seconds=self.analysis.cross_vantage_max_age)
         found: dict[tuple[str, str], ProbeResult] = {}
         with self._lock:
             for (name, vantage, agent), r in self._latest.items():
                 if name == check.name and r.started_at >= since:
                     found[(vantage, agent)] = r
-        for r in self._stored_peers(check, last, since):
+        for r in self._stored_peers(check, last, since) if online else ():
             known = found.get((r.vantage, r.agent))
             if known is None or r.started_at > known.started_at:
                 found[(r.vantage, r.agent)] = r
@@ -150,8 +172,6 @@ class Judge:
         ]
 
     def _stored_peers(self, check: Check, last: ProbeResult, since) -> list[ProbeResult]:
-        if not self._store_usable():
-            return []
         try:
             with Session(self.engine) as session:
                 found = latest_summaries(session, check.name, last.kind, since, target=last.target)
@@ -163,13 +183,13 @@ class Judge:
 
     # --- episodes in the store -------------------------------------------------------------
 
-    def _state(self, key: tuple[str, str]) -> State | None:
+    def _state(self, key: tuple[str, str], online: bool) -> State | None:
         with self._lock:
             if key in self._states:
                 return self._states[key]
         if self.engine is None:
             state = State()
-        elif not self._store_usable():
+        elif not online:
             return None  # unknown until the store answers: no episode is invented meanwhile
         else:
             try:
@@ -184,7 +204,7 @@ class Judge:
 
     def _flush(self) -> None:
         """Write the episode changes not stored yet (all of them, oldest state overwritten)."""
-        if not self._store_usable():
+        if self.engine is None:
             return
         with self._store_lock:
             with self._lock:
@@ -208,11 +228,6 @@ class Judge:
                 for episode_id in undropped:
                     self._undropped.pop(episode_id, None)
 
-    def _store_usable(self) -> bool:
-        """False without a store, and for STORE_RETRY_S after it failed: a store that hangs must
-        not make every run wait for it (the daemon bounds each wait; this spares the next ones)."""
-        return self.engine is not None and (self._store_ok or time.monotonic() >= self._retry_at)
-
     def store_timed_out(self, seconds: float) -> None:
         """The caller gave up on a judge step after `seconds`: treat the store as down."""
         self._store_down(f"no answer within {seconds:g} s")
@@ -221,19 +236,21 @@ class Judge:
         if self._store_ok:
             log.warning("store unavailable to the judge step: cross-vantage results of other agents are not consulted and "
                         "episode changes wait in memory until it is back: %s", e if isinstance(e, str) else describe_error(e))
-        self._store_ok = False
-        self._retry_at = time.monotonic() + STORE_RETRY_S
+        with self._lock:
+            self._store_ok, self._probing = False, False
+            self._retry_at = time.monotonic() + STORE_RETRY_S
 
     def _store_up(self) -> None:
         if not self._store_ok:
             log.info("store available to the judge step again")
-        self._store_ok = True
+        with self._lock:
+            self._store_ok, self._probing = True, False
 
     # --- residual-blocking memory ---------------------------------------------------------------
 
     def sni_history(self, seconds: float) -> list[ProbeResult]:
         """This agent's SNI experiments of the last `seconds` in the store (none if unreachable)."""
-        if not self._store_usable():
+        if self.engine is None:
             return []
         try:
             with Session(self.engine) as session:

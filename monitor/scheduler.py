@@ -71,6 +71,9 @@ class CheckScheduler:
         # One run per (check, vantage) at a time, also across a reload that replaced the job:
         # the new job's first run waits for the old one to finish (and shows that as lag).
         self._one_at_a_time: dict[str, asyncio.Lock] = {}
+        # The conclusion (judge and record) of each job's latest run: the next one's waits for
+        # it, so episodes step in order, while the next *probe* does not wait at all.
+        self._concluding: dict[str, asyncio.Task] = {}
 
     def apply(self, config: Config) -> set[str]:
         """Make the jobs match `config`; unchanged checks keep their schedule.
@@ -125,8 +128,9 @@ class CheckScheduler:
         self._scheduler.start()
         self._reporter = asyncio.create_task(self._report_waiting(), name="scheduler-lag")
 
-    async def shutdown(self, grace: float) -> None:
-        """Stop firing; give running probes `grace` seconds to finish, then cancel them."""
+    async def shutdown(self, grace: float, conclude_grace: float = 15.0) -> None:
+        """Stop firing; give running probes `grace` seconds to finish, then cancel them; then
+        give the runs' conclusions `conclude_grace` seconds to hand their results on."""
         self._scheduler.shutdown(wait=False)
         if self._reporter is not None:
             self._reporter.cancel()
@@ -138,6 +142,13 @@ class CheckScheduler:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        concluding = set(self._concluding.values())
+        if concluding:
+            _, late = await asyncio.wait(concluding, timeout=conclude_grace)
+            if late:
+                log.warning("%d runs still being judged after %.0fs: their results are not stored", len(late), conclude_grace)
+                for task in late:
+                    task.cancel()
 
     def _on_submitted(self, event: JobSubmissionEvent) -> None:
         scheduled = max(event.scheduled_run_times)
@@ -183,9 +194,9 @@ class CheckScheduler:
                     self._on_lag(check.name, jid.rsplit("@", 1)[1], max(0.0, (now - scheduled).total_seconds()))
 
     async def _run(self, check: Check, vantage: str) -> None:
-        """Probe under the concurrency cap, then judge and record outside it (the judge waits on
-        the store, which must not hold a probe's slot). A run whose check was removed or changed
-        meanwhile is concluded as stale: its results are stored, its series and episode left alone."""
+        """Probe under the concurrency cap; then conclude (judge and record) on a task of its
+        own, after the previous run of the same job concluded. The judge may wait on the store:
+        that must hold neither a probe's slot nor this job's next run."""
         task = asyncio.current_task()
         assert task is not None
         self._running.add(task)
@@ -200,6 +211,25 @@ class CheckScheduler:
                         if self._checks.get(jid) is check:  # a removed check's series stays gone
                             self._on_lag(check.name, vantage, lag)
                         results = await self._measure(check, vantage)
-                    await self._conclude(check, vantage, results, self._checks.get(jid) is check)
+                    self._conclude_in_order(jid, check, vantage, results)
         finally:
             self._running.discard(task)
+
+    def _conclude_in_order(self, jid: str, check: Check, vantage: str, results: list[Any]) -> None:
+        previous = self._concluding.get(jid)
+
+        async def conclude() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            # A run whose check a reload removed or changed meanwhile is concluded as stale.
+            await self._conclude(check, vantage, results, self._checks.get(jid) is check)
+
+        task = asyncio.create_task(conclude(), name=f"conclude {jid}")  # carries the log context
+        self._concluding[jid] = task
+        task.add_done_callback(lambda t: self._concluded(jid, t))
+
+    def _concluded(self, jid: str, task: asyncio.Task) -> None:
+        if self._concluding.get(jid) is task:
+            del self._concluding[jid]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("concluding a run of %s failed: %r", jid, task.exception(), exc_info=task.exception())

@@ -80,7 +80,7 @@ async def test_a_judge_that_raises_loses_no_result(tmp_path: Path, listener: int
     monkeypatch.chdir(tmp_path)
     daemon, task, port = await running_daemon(tmp_path, listener)
 
-    def broken(check, results):
+    def broken(check, results, *, online=True):
         raise RuntimeError("a bug in the judge")
 
     try:
