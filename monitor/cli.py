@@ -54,6 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = dbsub.add_parser("upgrade", help="migrate the store's schema to the latest version")
     up.add_argument("-c", "--config", required=True, help="config file (YAML)")
+
+    report = sub.add_parser(
+        "report", help="the health-score report of a quarter (html, pdf, md, json)",
+        description="Score every check, network and module proxy over a quarter (or --from/--to) from the store's\n"
+        "rollups: executive summary, scores with the trend against the period before, incidents, GOPROXY\n"
+        "advice per network, charts. Objectives, weights, title and logo come from the config's report:\n"
+        "section (docs/report.md). A progress bar goes to stderr when it is a terminal.",
+        epilog="examples:\n  monitor report -c config.yaml --quarter 2026Q4 -o q4.html\n"
+        "  monitor report -c config.yaml --quarter 2026Q4 --format pdf -o q4.pdf\n"
+        "  monitor report -c config.yaml --from 2026-11-01 --to 2026-11-15T12:00Z --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    span = report.add_mutually_exclusive_group(required=True)
+    span.add_argument("--quarter", metavar="YYYYQN", help="a calendar quarter in UTC, e.g. 2026Q4")
+    span.add_argument("--from", dest="since", metavar="TIME", help="start (a date, or an ISO time; UTC unless it has an offset); needs --to")
+    report.add_argument("--to", dest="until", metavar="TIME", help="end, exclusive (rounded up to a whole hour)")
+    report.add_argument("--format", choices=["html", "pdf", "md", "json"], default="html", help="output format (default: html)")
+    report.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output; pdf needs a file)")
     return p
 
 
@@ -97,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(cfg.storage.url)
             print(f"database at {cfg.storage.url} is at the latest schema")
             return EXIT_OK
+        if args.command == "report":
+            return _cmd_report(cfg, args)
     except KeyboardInterrupt:
         return EXIT_RUNTIME
     except Exception as e:  # a runtime failure: say what, not a traceback, unless debugging
@@ -158,4 +179,35 @@ def _probe(cfg: Config, args: argparse.Namespace) -> int:
         else:
             failure = f"{result.failure.cls}@{result.failure.operation}: {result.failure.detail}" if result.failure else ""
             print(f"{'OK  ' if result.ok else 'FAIL'} {result.check:<20} {result.vantage:<12} {result.target:<40} {result.duration_s*1000:8.1f} ms  {failure}", flush=True)
+    return EXIT_OK
+
+
+def _cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from monitor.report import ReportError, make_report
+    from monitor.report.period import between, quarter
+    from monitor.report.progress import Progress
+
+    try:
+        if args.quarter:
+            if args.until:
+                raise ValueError("--to goes with --from, not with --quarter")
+            period = quarter(args.quarter)
+        else:
+            if not args.until:
+                raise ValueError("--from needs --to")
+            period = between(args.since, args.until)
+        if args.format == "pdf" and not args.output:
+            raise ValueError("--format pdf needs -o FILE")
+    except ValueError as e:
+        print(f"monitor report: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        make_report(cfg, period, args.format, Path(args.output) if args.output else None, stdout=sys.stdout, progress=Progress(9))
+    except ReportError as e:
+        print(f"monitor report: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.output:
+        log.info("report for %s written to %s", period.label, args.output)
     return EXIT_OK
