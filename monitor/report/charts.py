@@ -15,13 +15,15 @@ WIDTH, HEIGHT = 720, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 150, 16, 36  # plot margins; the legend sits in RIGHT
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 UPTIME_COLOUR = "#111111"
+# Verdicts and percentiles have colours of their own, none in PALETTE: a printed chart can
+# be told apart by colour (tests count them).
 VERDICT_COLOURS = {
-    "dns_poisoning": "#d62728", "dns_blocking": "#ff9896", "encrypted_dns_blocked": "#e377c2", "ip_blocking": "#8c564b",
-    "sni_blocking": "#ff7f0e", "rst_injection": "#bcbd22", "tls_mitm": "#9467bd", "http_blocking": "#c49c94",
-    "proxy_failure": "#17becf", "module_tampered": "#7b0000", "degraded": "#aec7e8", "failing": "#7f7f7f",
-    "server_down": "#1f77b4",
+    "dns_poisoning": "#a50026", "dns_blocking": "#f46d43", "encrypted_dns_blocked": "#dd3497", "ip_blocking": "#8c2d04",
+    "sni_blocking": "#e6550d", "rst_injection": "#b8b800", "tls_mitm": "#54278f", "http_blocking": "#c49c94",
+    "proxy_failure": "#6baed6", "module_tampered": "#7b0000", "degraded": "#9ecae1", "failing": "#525252",
+    "server_down": "#3182bd",
 }
-LATENCY_COLOURS = {"p50": "#2ca02c", "p95": "#1f77b4", "p99": "#d62728"}
+LATENCY_COLOURS = {"p50": "#74c476", "p95": "#08519c", "p99": "#fb6a4a"}
 
 
 def _svg(name: str, title: str, body: list[str], height: int = HEIGHT) -> str:
@@ -138,7 +140,7 @@ def latency_chart(rows: list[dict], objective_s: float, *, limit: int = 15) -> s
         y = TOP + row_h * i + row_h / 2
         body.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">{escape(_short(r["check"], 22))}</text>')
         body.append(f'<line x1="{x_of(r["p50_s"])}" y1="{y}" x2="{x_of(r["p99_s"])}" y2="{y}" stroke="#999" stroke-width="2"/>')
-        for k, size in (("p50", 4), ("p95", 5), ("p99", 4)):
+        for k, size in (("p99", 4), ("p50", 4), ("p95", 5)):  # p95, the one the objective is about, on top
             body.append(f'<rect x="{x_of(r[k + "_s"]) - size}" y="{y - size}" width="{2 * size}" height="{2 * size}" fill="{LATENCY_COLOURS[k]}"/>')
     legend_y = height - 8
     for j, (k, colour) in enumerate(LATENCY_COLOURS.items()):

@@ -75,8 +75,13 @@ def _clamp(x: float) -> float:
     return min(1.0, max(0.0, x))
 
 
+def _budget(slo: float) -> float:
+    # 1 − 0.995 is 0.0050000000000000044 in binary floating point; the budget is 0.005.
+    return round(1.0 - slo, 12)
+
+
 def availability_part(availability: float, slo: float) -> float:
-    burn = (1.0 - availability) / (1.0 - slo)
+    burn = (1.0 - availability) / _budget(slo)
     return 100.0 * _clamp((BUDGET_MULTIPLE - burn) / (BUDGET_MULTIPLE - 1.0))
 
 
@@ -85,7 +90,7 @@ def latency_part(p95: float, objective: float) -> float:
 
 
 def blocked_part(blocked_share: float, slo: float) -> float:
-    burn = blocked_share / (1.0 - slo)
+    burn = blocked_share / _budget(slo)
     return 100.0 * _clamp((BUDGET_MULTIPLE - burn) / (BUDGET_MULTIPLE - 1.0))
 
 
