@@ -204,7 +204,7 @@ def _cmd_report(cfg: Config, args: argparse.Namespace) -> int:
         print(f"monitor report: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        make_report(cfg, period, args.format, Path(args.output) if args.output else None, stdout=sys.stdout, progress=Progress(9))
+        make_report(cfg, period, args.format, Path(args.output) if args.output else None, stdout=sys.stdout, progress=Progress(8))
     except ReportError as e:
         print(f"monitor report: {e}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -335,3 +335,43 @@ async def test_partition_made_by_one_writer_is_seen_by_another(db_url: str) -> N
         await w.close()
     await asyncio.gather(*tasks)
     assert sum(w.dropped for w in writers) == 0
+
+
+def test_spans_cut_a_period_into_the_fewest_buckets() -> None:
+    h = lambda *a: datetime(*a, tzinfo=timezone.utc)  # noqa: E731
+    assert [(m.__tablename__, lo, hi) for m, lo, hi in rollups.spans(h(2026, 10, 30, 5), h(2027, 1, 2, 3))] == [
+        ("rollup_hourly", h(2026, 10, 30, 5), h(2026, 10, 31)),
+        ("rollup_daily", h(2026, 10, 31), h(2026, 11, 1)),
+        ("rollup_monthly", h(2026, 11, 1), h(2027, 1, 1)),
+        ("rollup_daily", h(2027, 1, 1), h(2027, 1, 2)),
+        ("rollup_hourly", h(2027, 1, 2), h(2027, 1, 2, 3)),
+    ]
+    assert [m.__tablename__ for m, _, _ in rollups.spans(h(2026, 10, 1), h(2027, 1, 1))] == ["rollup_monthly"]  # a quarter
+    assert [m.__tablename__ for m, _, _ in rollups.spans(h(2026, 10, 1), h(2027, 1, 1), coarsest="daily")] == ["rollup_daily"]
+    assert [m.__tablename__ for m, _, _ in rollups.spans(h(2026, 10, 1, 3), h(2026, 10, 1, 9))] == ["rollup_hourly"]
+    with pytest.raises(ValueError, match="whole UTC hours"):
+        rollups.spans(h(2026, 10, 1, 3, 30), h(2026, 10, 2))
+
+
+def test_totals_over_any_span_equal_the_sum_of_its_hours(engine: Engine) -> None:
+    # Results over three months; any hour-aligned span read as months, days and hours adds up
+    # to what its hours hold.
+    start = datetime(2026, 9, 28, 20, tzinfo=timezone.utc)
+    results = [run(at=start + timedelta(minutes=97 * i), ok=i % 7 != 0, duration_s=0.05 + (i % 13) / 10) for i in range(1500)]
+    with Session(engine) as session, session.begin():
+        save_results(session, results)
+    rnd = random.Random(4)
+    with Session(engine) as session:
+        hours = {k: t for k, t in rollups.stored(session).hourly.items()}
+        for _ in range(6):
+            a = start + timedelta(hours=rnd.randrange(0, 1500))
+            b = a + timedelta(hours=rnd.randrange(1, 1500))
+            total = Tally()
+            for rec in rollups.read_totals(session, a, b):
+                total.add_counts(rec.probes, rec.successes, failures=rec.failures, verdicts=rec.verdicts, latency=rec.latency)
+            expected = Tally()
+            for key, t in hours.items():
+                if a <= key.bucket_start < b:
+                    expected.add(t)
+            expected.phases.clear()  # totals leave the phase histograms out
+            assert total == expected and total.probes == len([r for r in results if a <= r.started_at < b])

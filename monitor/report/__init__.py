@@ -67,7 +67,7 @@ def document(config: Config, period: Period, *, progress: Progress | None = None
     try:
         with Session(engine) as session:
             current = compute(session, period, intervals, on_step=progress.step)
-            previous = compute(session, period.previous(), intervals, on_step=progress.step)
+            previous = compute(session, period.previous(), intervals, full=False, on_step=progress.step)
     except (OperationalError, ProgrammingError) as e:
         if "rollup_" in str(e.orig) or "verdict_episodes" in str(e.orig):
             raise ReportError(f"the store has no rollups yet (schema too old): run `monitor db upgrade -c CONFIG` first ({e.orig})") from None

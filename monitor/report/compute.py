@@ -2,8 +2,9 @@
 module proxy as each network asked it, per-day availability per network, verdict rounds per
 check and day, and each check's uptime over time slices of its interval.
 
-Reads rollups only (monitor.store.rollups: daily rows for whole days, hourly at the edges)
-and the verdict episodes; never raw results, which retention may have pruned.
+Reads rollups only — totals from the coarsest rows that cover the period (a quarter: three
+monthly rows per series), per-day figures from daily rows (hourly at the edges) — and the
+verdict episodes; never raw results, which retention may have pruned.
 
 Uptime and reachability as Grafana synthetic monitoring defines them:
 - reachability = successful runs / all runs (every vantage's, every agent's);
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from monitor.analysis.episodes import Episode
 from monitor.store.episodes import episodes_between
-from monitor.store.rollups import PROXY, RUN, Tally, read_runs, read_uptime
+from monitor.store.rollups import PROXY, RUN, Tally, read_days, read_totals, read_uptime, read_verdict_days
 from monitor.report.period import Period
 
 # Slice lengths in minutes: divisors of an hour, then of a day (whole hours).
@@ -96,30 +97,21 @@ def slice_minutes(interval_s: float) -> int:
 
 
 def compute(
-    session: Session, period: Period, intervals: Mapping[str, float], *, on_step: Callable[[str], None] = lambda _: None
+    session: Session, period: Period, intervals: Mapping[str, float], *, full: bool = True,
+    on_step: Callable[[str], None] = lambda _: None,
 ) -> PeriodData:
     """Everything `period` needs from the store; `intervals` are the configured checks'
-    intervals in seconds (others are estimated)."""
+    intervals in seconds (others are estimated). `full=False` reads the totals only: enough
+    to score the period (the trend's previous period)."""
     data = PeriodData(period)
     on_step(f"reading rollups of {period.label}")
-    for rec in read_runs(session, period.start, period.end):
-        day = rec.bucket_start.date()
+    for rec in read_totals(session, period.start, period.end):
         if rec.part == RUN:
             key = (rec.check, rec.vantage, rec.agent)
             s = data.series.get(key)
             if s is None:
-                s = data.series[key] = Series(rec.check, rec.vantage, rec.agent)
-            if s.last is None or rec.bucket_start >= s.last:
-                s.kind, s.target, s.last = rec.kind, rec.target, rec.bucket_start
-            if s.first is None or rec.bucket_start < s.first:
-                s.first = rec.bucket_start
+                s = data.series[key] = Series(rec.check, rec.vantage, rec.agent, rec.kind, rec.target)
             s.tally.add_counts(rec.probes, rec.successes, failures=rec.failures, verdicts=rec.verdicts, latency=rec.latency)
-            s.by_day[day] += rec.probes
-            runs = data.daily.setdefault((s.network, day), [0, 0])
-            runs[0] += rec.probes
-            runs[1] += rec.successes
-            if rec.verdicts:
-                data.verdict_rounds.setdefault((rec.check, day), Counter()).update(rec.verdicts)
         elif rec.part == PROXY:
             key = (rec.vantage, rec.agent, rec.target)
             p = data.proxies.get(key)
@@ -127,6 +119,22 @@ def compute(
                 p = data.proxies[key] = ProxySeries(rec.vantage, rec.agent, rec.target)
             p.tally.add_counts(rec.probes, rec.successes, failures=rec.failures, verdicts=rec.verdicts, latency=rec.latency)
             p.checks.add(rec.check)
+    if not full:
+        return data
+    on_step(f"reading days of {period.label}")
+    for bucket, check, vantage, agent, kind, target, runs, successes in read_days(session, period.start, period.end):
+        s = data.series[(check, vantage, agent)]
+        if s.last is None or bucket >= s.last:
+            s.kind, s.target, s.last = kind, target, bucket
+        if s.first is None or bucket < s.first:
+            s.first = bucket
+        day = bucket.date()
+        s.by_day[day] += runs
+        counts = data.daily.setdefault((s.network, day), [0, 0])
+        counts[0] += runs
+        counts[1] += successes
+    for bucket, check, verdicts in read_verdict_days(session, period.start, period.end):
+        data.verdict_rounds.setdefault((check, bucket.date()), Counter()).update(verdicts)
     for check in data.checks:
         if check in intervals:
             data.slice_minutes[check] = slice_minutes(intervals[check])

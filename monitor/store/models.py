@@ -178,9 +178,15 @@ class HourlyRollupRow(_RollupColumns, Base):
 
 
 class DailyRollupRow(_RollupColumns, Base):
-    """Runs per UTC day: what a quarter's report reads (92 rows per series, not 132 480 results)."""
+    """Runs per UTC day: a report's per-day charts, and its totals for days outside whole months."""
 
     __tablename__ = "rollup_daily"
+
+
+class MonthlyRollupRow(_RollupColumns, Base):
+    """Runs per calendar month (UTC): a quarter's totals are three rows per series."""
+
+    __tablename__ = "rollup_monthly"
 
 
 class UptimeRow(Base):

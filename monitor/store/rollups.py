@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from monitor.model import Phase, ProbeResult, VerdictName
 from monitor.store.histogram import bucket_of
-from monitor.store.models import DailyRollupRow, HourlyRollupRow, ResultRow, UptimeRow
+from monitor.store.models import DailyRollupRow, HourlyRollupRow, MonthlyRollupRow, ResultRow, UptimeRow
 
 RUN, PROXY = "run", "proxy"
 SUB_RESULT_ROLES = frozenset({"resolver", "handshake", "fetch"})
@@ -41,6 +41,8 @@ _LISTED_REQUESTS = frozenset({"list", "latest", "info", "mod", "zip"})
 _FETCH_REQUESTS = frozenset({"info", "mod", "zip"})
 _PHASES = frozenset(p.value for p in Phase)
 _SERVED_VERDICTS = frozenset({VerdictName.OK.value, VerdictName.MODULE_TAMPERED.value})
+# Kinds whose runs carry a verdict (DESIGN §3.4; the judge gives every goproxy run one).
+VERDICT_KINDS = ("dns", "site", "goproxy")
 _COUNTERS = ("failures", "verdicts", "latency", "phases")
 
 _INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -85,6 +87,7 @@ class Tally:
 class Increments:
     hourly: dict[Key, Tally] = field(default_factory=dict)
     daily: dict[Key, Tally] = field(default_factory=dict)
+    monthly: dict[Key, Tally] = field(default_factory=dict)
     uptime: dict[tuple[datetime, str], list[int]] = field(default_factory=dict)  # (hour, check) -> [reported, up]
 
     def __bool__(self) -> bool:
@@ -97,6 +100,14 @@ def hour_of(t: datetime) -> datetime:
 
 def day_of(t: datetime) -> datetime:
     return t.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_of(t: datetime) -> datetime:
+    return day_of(t).replace(day=1)
+
+
+def next_month(t: datetime) -> datetime:
+    return (t.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def is_run(result: ProbeResult) -> bool:
@@ -137,7 +148,7 @@ def aggregate(results: Iterable[ProbeResult]) -> Increments:
 
 
 def _add(inc: Increments, key: Key, tally: Tally) -> None:
-    for grain, start in ((inc.hourly, key.bucket_start), (inc.daily, day_of(key.bucket_start))):
+    for grain, start in ((inc.hourly, key.bucket_start), (inc.daily, day_of(key.bucket_start)), (inc.monthly, month_of(key.bucket_start))):
         k = key._replace(bucket_start=start)
         if k in grain:
             grain[k].add(tally)
@@ -209,27 +220,34 @@ def _failure_of(record: dict[str, Any], result: ProbeResult) -> str:
 
 
 def _merge_counts(dialect: str, table: str, column: str) -> Any:
-    """SQL adding the stored JSON counter `column` and the incoming one, key by key."""
+    """SQL adding the stored JSON counter `column` and the incoming one, key by key (an empty
+    incoming one, the common case for failures and verdicts, leaves the stored one as it is)."""
     if dialect == "postgresql":
         sql = (
+            f"CASE WHEN excluded.{column} = '{{}}'::jsonb THEN {table}.{column} ELSE "
             f"(SELECT coalesce(jsonb_object_agg(key, total), '{{}}'::jsonb) FROM (SELECT key, sum(value::numeric) AS total "
             f"FROM (SELECT key, value FROM jsonb_each_text({table}.{column}) UNION ALL "
-            f"SELECT key, value FROM jsonb_each_text(excluded.{column})) AS both_sides GROUP BY key) AS summed)"
+            f"SELECT key, value FROM jsonb_each_text(excluded.{column})) AS both_sides GROUP BY key) AS summed) END"
         )
     else:
         sql = (
+            f"CASE WHEN excluded.{column} = '{{}}' THEN {table}.{column} ELSE "
             f"(SELECT json_group_object(key, total) FROM (SELECT key, SUM(value) AS total "
             f"FROM (SELECT key, value FROM json_each({table}.{column}) UNION ALL "
-            f"SELECT key, value FROM json_each(excluded.{column})) GROUP BY key))"
+            f"SELECT key, value FROM json_each(excluded.{column})) GROUP BY key)) END"
         )
     return literal_column(sql)
+
+
+GRAINS = ((HourlyRollupRow, "hourly"), (DailyRollupRow, "daily"), (MonthlyRollupRow, "monthly"))
 
 
 def apply(session: Session, inc: Increments) -> None:
     """Add `inc` to the rollup tables, in the caller's transaction."""
     dialect = session.get_bind().dialect.name
     insert = _INSERT[dialect]
-    for model, grain in ((HourlyRollupRow, inc.hourly), (DailyRollupRow, inc.daily)):
+    for model, name in GRAINS:
+        grain = getattr(inc, name)
         if not grain:
             continue
         table = model.__table__
@@ -242,6 +260,7 @@ def apply(session: Session, inc: Increments) -> None:
                 **{name: _merge_counts(dialect, table.name, name) for name in _COUNTERS},
             },
         )
+        # Sorted: agents upserting the same rows at once lock them in one order (no deadlock).
         session.execute(stmt, [_row(key, tally) for key, tally in sorted(grain.items())])
     if inc.uptime:
         table = UptimeRow.__table__
@@ -250,7 +269,6 @@ def apply(session: Session, inc: Increments) -> None:
             index_elements=["bucket_start", "check"],
             set_={"reported": table.c.reported.op("|")(stmt.excluded.reported), "up": table.c.up.op("|")(stmt.excluded.up)},
         )
-        # Sorted: agents upserting the same rows at once lock them in one order (no deadlock).
         session.execute(stmt, [{"bucket_start": h, "check": c, "reported": m[0], "up": m[1]} for (h, c), m in sorted(inc.uptime.items())])
 
 
@@ -322,19 +340,29 @@ class RollupRecord(NamedTuple):
     latency: dict[str, int]
 
 
-def read_runs(session: Session, since: datetime, until: datetime) -> Iterator[RollupRecord]:
-    """Rollup rows covering [since, until) (whole hours): daily rows for the whole UTC days
-    inside, hourly rows for the hours around them. Phase histograms are not read (a report
-    does not need them; they are kept for drill-down)."""
+def spans(since: datetime, until: datetime, *, coarsest: str = "monthly") -> list[tuple[type, datetime, datetime]]:
+    """[since, until) (whole hours) cut into the fewest rollup buckets: hours up to the first
+    midnight, days up to the first month, months, then days and hours again at the end.
+    `coarsest="daily"` stops at days (for per-day figures)."""
     _require_hour(since, until)
-    first_day = day_of(since) if day_of(since) == since else day_of(since) + timedelta(days=1)
-    last_day = day_of(until)
-    spans = [(HourlyRollupRow, since, until)] if first_day >= last_day else [
-        (HourlyRollupRow, since, first_day), (DailyRollupRow, first_day, last_day), (HourlyRollupRow, last_day, until)
-    ]
-    for model, lo, hi in spans:
-        if lo >= hi:
-            continue
+    d0 = since if day_of(since) == since else day_of(since) + timedelta(days=1)
+    d1 = day_of(until)
+    if d0 >= d1:
+        return [(HourlyRollupRow, since, until)]
+    m0 = d0 if month_of(d0) == d0 else next_month(d0)
+    m1 = month_of(d1)
+    if coarsest == "daily" or m0 >= m1:
+        middle = [(DailyRollupRow, d0, d1)]
+    else:
+        middle = [(DailyRollupRow, d0, m0), (MonthlyRollupRow, m0, m1), (DailyRollupRow, m1, d1)]
+    return [(model, lo, hi) for model, lo, hi in [(HourlyRollupRow, since, d0), *middle, (HourlyRollupRow, d1, until)] if lo < hi]
+
+
+def read_totals(session: Session, since: datetime, until: datetime) -> Iterator[RollupRecord]:
+    """Rollup rows that together cover [since, until) (whole hours) once, coarsest first: a
+    quarter is three monthly rows per series. Sum them per key for the period's totals.
+    Phase histograms are not read (kept for drill-down)."""
+    for model, lo, hi in spans(since, until):
         t = model.__table__
         stmt = select(
             t.c.bucket_start, t.c.check, t.c.vantage, t.c.agent, t.c.kind, t.c.target, t.c.part,
@@ -344,22 +372,46 @@ def read_runs(session: Session, since: datetime, until: datetime) -> Iterator[Ro
             yield RollupRecord(*row)
 
 
+def read_days(session: Session, since: datetime, until: datetime) -> Iterator[tuple[datetime, str, str, str, str, str, int, int]]:
+    """Per run row of [since, until), at most a day wide: (bucket_start, check, vantage,
+    agent, kind, target, runs, successes); numbers only, for per-day figures."""
+    for model, lo, hi in spans(since, until, coarsest="daily"):
+        t = model.__table__
+        stmt = select(t.c.bucket_start, t.c.check, t.c.vantage, t.c.agent, t.c.kind, t.c.target, t.c.probes, t.c.successes).where(
+            t.c.bucket_start >= lo, t.c.bucket_start < hi, t.c.part == RUN
+        )
+        yield from session.execute(stmt)
+
+
+def read_verdict_days(session: Session, since: datetime, until: datetime) -> Iterator[tuple[datetime, str, dict[str, int]]]:
+    """(bucket_start, check, verdict rounds) of the run rows of [since, until) that have
+    verdicts, at most a day wide."""
+    for model, lo, hi in spans(since, until, coarsest="daily"):
+        t = model.__table__
+        stmt = select(t.c.bucket_start, t.c.check, t.c.verdicts).where(
+            t.c.bucket_start >= lo, t.c.bucket_start < hi, t.c.part == RUN, t.c.kind.in_(VERDICT_KINDS)
+        )
+        for bucket, check, verdicts in session.execute(stmt):
+            if verdicts:
+                yield bucket, check, verdicts
+
+
 def read_uptime(session: Session, since: datetime, until: datetime) -> Iterator[tuple[datetime, str, int, int]]:
     """(hour, check, reported minutes mask, up minutes mask) for the hours in [since, until)."""
     _require_hour(since, until)
     t = UptimeRow.__table__
     stmt = select(t.c.bucket_start, t.c.check, t.c.reported, t.c.up).where(t.c.bucket_start >= since, t.c.bucket_start < until)
-    for row in session.execute(stmt):
-        yield row[0], row[1], row[2], row[3]
+    yield from session.execute(stmt)
 
 
 def stored(session: Session) -> Increments:
     """Everything in the rollup tables, as Increments (to compare with recompute_from_raw)."""
     inc = Increments()
-    for model, grain in ((HourlyRollupRow, inc.hourly), (DailyRollupRow, inc.daily)):
+    for model, name in GRAINS:
+        grain = getattr(inc, name)
         for row in session.scalars(select(model)):
             tally = Tally()
-            tally.add_counts(row.probes, row.successes, **{name: getattr(row, name) for name in _COUNTERS})
+            tally.add_counts(row.probes, row.successes, **{c: getattr(row, c) for c in _COUNTERS})
             grain[Key(*(getattr(row, f) for f in Key._fields))] = tally
     for row in session.scalars(select(UptimeRow)):
         inc.uptime[(row.bucket_start, row.check)] = [row.reported, row.up]

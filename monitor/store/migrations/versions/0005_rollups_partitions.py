@@ -1,4 +1,4 @@
-"""rollups (hourly, daily, uptime) back-filled from raw results; results keyed (id, started_at),
+"""rollups (hourly, daily, monthly, uptime) back-filled from raw results; results keyed (id, started_at),
 partitioned by day on PostgreSQL
 
 Revision ID: 0005
@@ -115,7 +115,7 @@ def upgrade() -> None:
         op.rename_table("results_0005", "results")
         _create_results_indexes()
 
-    for name in ("rollup_hourly", "rollup_daily"):
+    for name in ("rollup_hourly", "rollup_daily", "rollup_monthly"):
         op.create_table(name, *_rollup_columns(), sa.PrimaryKeyConstraint(*ROLLUP_KEY, name=op.f(f"pk_{name}")))
     op.create_table(
         "rollup_uptime",
@@ -134,6 +134,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_uptime")
+    op.drop_table("rollup_monthly")
     op.drop_table("rollup_daily")
     op.drop_table("rollup_hourly")
     # Back to one row per id. Results stored since could in principle repeat an id at another
