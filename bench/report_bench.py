@@ -1,24 +1,28 @@
 """Time `monitor report` over a generated quarter, on SQLite and on PostgreSQL, and the cost of
 keeping the rollups per 1,000 results through the real writer path.
 
-    python bench/report_bench.py [--series 1000] [--days 90] [--raw-hours 6] [--runs 3]
-                                 [--stores sqlite,postgresql] [--workdir DIR] [--keep]
+    python bench/report_bench.py [--quarter 2026Q1] [--series 1000] [--raw-hours 6] [--runs 3]
+                                 [--stores sqlite,postgresql] [--formats json,html,pdf]
+                                 [--workdir DIR] [--keep]
 
 What it builds, in a fresh SQLite file and in a fresh PostgreSQL database it creates (and drops
 at the end) on 127.0.0.1:5432 — it touches no other database:
 - `--series` (check, vantage) series: checks × 5 vantages, each vantage its own agent (5
   networks); 60 % http, 20 % site (verdicts; the fifth network is censored: sni_blocking
   days), 20 % goproxy (per-proxy rows; from the censored network proxy.golang.org is reset
-  and goproxy.cn serves); one run per minute for `--days` days: ~130 M runs for 1,000 × 90.
+  and goproxy.cn serves); one run per minute over the quarter (2026Q1: 90 days, so ~130 M
+  runs for 1,000 series).
 - Those runs stored as rollups directly (hourly, daily and monthly rows, hourly uptime masks,
-  with latency and phase histograms), as the daemon's writer would have left them, plus a raw
-  tail: the last `--raw-hours` hours as raw results (the report never reads them).
-Then it runs the real CLI, `monitor report -c CONFIG --from … --to … --format F -o FILE`,
-`--runs` times per format and store, and prints the median and the spread. Finally it
-writes 20,000 fresh results (the mix the daemon makes: site rounds with their sub-results,
-goproxy runs with their requests) through ResultWriter into each big store, with the rollups
-and — in the same process, rollups.add_results replaced by a no-op — without, alternated,
-and prints milliseconds per 1,000 results.
+  with latency and phase histograms), as the daemon's writer would have left them; the
+  quarter before as its monthly rows (all that the report's trend reads); and a raw tail: the
+  quarter's last `--raw-hours` hours as raw results (the report never reads them).
+Then it runs the real CLI, `monitor report -c CONFIG --quarter Q --format F -o FILE`, `--runs`
+times per format and store, and once more over a span that is not month-aligned (--from/--to:
+hours, days and months are read), and prints the median and the spread. Finally it writes
+20,000 fresh results (the mix the daemon makes: site rounds with their sub-results, goproxy
+runs with their requests) through ResultWriter into each big store, with the rollups and —
+in the same process, rollups.add_results replaced by a no-op — without, alternated, and
+prints milliseconds per 1,000 results.
 
 Nothing here is a test; the machine may be shared: read the spread, not just the median.
 """
@@ -52,6 +56,7 @@ from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeRes
 from monitor.store import ResultWriter, make_engine, upgrade  # noqa: E402
 from monitor.store import partitions, rollups  # noqa: E402
 from monitor.store.histogram import bucket_of  # noqa: E402
+from monitor.report.period import quarter  # noqa: E402
 from monitor.store.repository import _to_row  # noqa: E402
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -171,6 +176,25 @@ def generate(series: list[Series], start: datetime, days: int, seed: int):
             monthly = {}
 
 
+def previous_months(series: list[Series], start: datetime, end: datetime, seed: int) -> list[tuple]:
+    """Monthly rows of the quarter before: each month's hours drawn as generate() draws them."""
+    rnd = random.Random(seed)
+    rows = []
+    month = start
+    while month < end:
+        after = rollups.next_month(month)
+        totals: dict[tuple, rollups.Tally] = {}
+        hours = int((after - month).total_seconds() // 3600)
+        for s in series:
+            for _ in range(hours // 24):  # a day at a time: one hour's draw, 24 times over
+                for target, part, tally in hour_tallies(s, month, rnd, False):
+                    day = rollups.Tally(24 * tally.probes, 24 * tally.successes, *(Counter({k: 24 * n for k, n in getattr(tally, c).items()}) for c in ("failures", "verdicts", "latency", "phases")))
+                    totals.setdefault((s.check, s.vantage, s.agent, s.kind, target, part), rollups.Tally()).add(day)
+        rows += [(month, *k, t) for k, t in totals.items()]
+        month = after
+    return rows
+
+
 def _row_values(row: tuple) -> tuple:
     bucket, check, vantage, agent, kind, target, part, t = row
     return (bucket, check, vantage, agent, kind, target, part, t.probes, t.successes,
@@ -288,15 +312,14 @@ def write_config(path: Path, url: str, series: list[Series]) -> None:
     path.write_text(f'agent: bench\nstorage: {{url: "{url}"}}\nvantages:\n{vantage_list}\nchecks:\n' + "\n".join(checks) + "\n")
 
 
-def time_report(config: Path, since: str, until: str, fmt: str, output: Path, runs: int) -> tuple[list[float], list[str]]:
-    command = [sys.executable, "-m", "monitor", "--log-level", "warning", "report", "-c", str(config), "--from", since, "--to", until, "--format", fmt, "-o", str(output)]
+def time_report(config: Path, span: list[str], fmt: str, output: Path, runs: int) -> tuple[list[float], list[str]]:
+    command = [sys.executable, "-m", "monitor", "--log-level", "warning", "report", "-c", str(config), *span, "--format", fmt, "-o", str(output)]
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         subprocess.run(command, check=True, cwd=REPO, timeout=600)
         times.append(time.perf_counter() - started)
-    shown = ["monitor", *command[3:]]
-    return times, shown
+    return times, ["monitor", *command[3:]]
 
 
 async def _write(url: str, results: list[ProbeResult]) -> float:
@@ -345,7 +368,7 @@ def postgres_admin(statement: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--series", type=int, default=1000, help="(check, vantage) series; a multiple of 5")
-    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--quarter", default="2026Q1", help="the quarter generated and reported (default 2026Q1: 90 days)")
     ap.add_argument("--raw-hours", type=int, default=6, help="raw results of the last hours (default 6)")
     ap.add_argument("--runs", type=int, default=3, help="report runs per format and store (median)")
     ap.add_argument("--stores", default="sqlite,postgresql")
@@ -357,10 +380,10 @@ def main() -> int:
     stores = args.stores.split(",")
     rnd = random.Random(1)
     series = [Series(n, rnd) for n in range(args.series)]
-    end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    period = quarter(args.quarter)
+    start, end = period.start, period.end
+    days = (end - start).days
     raw_start = end - timedelta(hours=args.raw_hours)
-    start = (end - timedelta(days=args.days)).replace(hour=0)
-    days = (end.replace(hour=0) - start).days + (1 if end.hour else 0)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="monitor-report-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     pg_name = f"monitor_report_bench_{uuid.uuid4().hex[:8]}"
@@ -380,7 +403,7 @@ def main() -> int:
             loaders["sqlite"] = SqliteLoader(workdir / "bench.db")
         if "postgresql" in urls:
             loaders["postgresql"] = PostgresLoader(urls["postgresql"])
-        print(f"generating {len(series)} series × {days} days of rollups ({len(series) * days * 1440 / 1e6:.1f} M runs) into {', '.join(urls)} …", flush=True)
+        print(f"generating {len(series)} series × {days} days ({period.label}) of rollups ({len(series) * days * 1440 / 1e6:.1f} M runs) into {', '.join(urls)} …", flush=True)
         started = time.perf_counter()
         counts = Counter()
         load_s = Counter()
@@ -390,9 +413,14 @@ def main() -> int:
                 t = time.perf_counter()
                 loader.load(daily, hourly, uptime, monthly)
                 load_s[name] += time.perf_counter() - t
+        before = period.previous()
+        previous = previous_months(series, before.start, before.end, seed=4)
+        counts.update(previous_monthly=len(previous))
         for loader in loaders.values():
+            loader.load([], [], [], previous)
             loader.close()
-        print(f"  rows: {counts['monthly']:,} monthly, {counts['daily']:,} daily, {counts['hourly']:,} hourly, {counts['uptime']:,} uptime; "
+        print(f"  rows: {counts['monthly']:,} monthly, {counts['daily']:,} daily, {counts['hourly']:,} hourly, {counts['uptime']:,} uptime, "
+              f"{counts['previous_monthly']:,} monthly of {before.label}; "
               f"{time.perf_counter() - started:.0f} s ({', '.join(f'{k} load {v:.0f} s' for k, v in load_s.items())})", flush=True)
         raw = raw_results(series, raw_start, args.raw_hours * 60, random.Random(3))
         print(f"loading a raw tail of {len(raw):,} results ({args.raw_hours} h) …", flush=True)
@@ -402,20 +430,22 @@ def main() -> int:
         if "sqlite" in urls:
             print(f"  SQLite file: {(workdir / 'bench.db').stat().st_size / 1e9:.2f} GB", flush=True)
 
-        since, until = start.strftime("%Y-%m-%dT%H:%MZ"), end.strftime("%Y-%m-%dT%H:%MZ")
-        print(f"\nreport over {since} – {until} ({days} days; the previous {days} days are read too, for the trend)")
-        print(f"{'store':<11} {'format':<6} {'median s':>9} {'min s':>7} {'max s':>7}  runs")
-        shown = None
+        print(f"\nreport of {period.label} ({days} days; {before.label} read for the trend)")
+        print(f"{'store':<11} {'span':<22} {'format':<6} {'median s':>9} {'min s':>7} {'max s':>7}  runs")
+        shown = []
+        odd = ["--from", (start + timedelta(hours=13)).strftime("%Y-%m-%dT%H:%MZ"), "--to", (end - timedelta(hours=11)).strftime("%Y-%m-%dT%H:%MZ")]
         for name, url in urls.items():
             config = workdir / f"{name}.yaml"
             write_config(config, url, series)
-            for fmt in args.formats.split(","):
-                runs = args.runs if fmt != "pdf" else max(1, args.runs)
-                times, shown = time_report(config, since, until, fmt, workdir / f"report-{name}.{fmt}", runs)
-                print(f"{name:<11} {fmt:<6} {statistics.median(times):9.2f} {min(times):7.2f} {max(times):7.2f}  {len(times)}", flush=True)
-        if shown:
-            print("command:", " ".join(shown).replace(str(workdir), "$WORKDIR"))
-
+            jobs = [(["--quarter", period.label], fmt) for fmt in args.formats.split(",")] + [(odd, "json")]
+            for span, fmt in jobs:
+                times, command = time_report(config, span, fmt, workdir / f"report-{name}.{fmt}", args.runs)
+                label = span[1] if span[0] == "--quarter" else f"{span[1][5:]}…{span[3][5:]}"
+                print(f"{name:<11} {label:<22} {fmt:<6} {statistics.median(times):9.2f} {min(times):7.2f} {max(times):7.2f}  {len(times)}", flush=True)
+                if name == list(urls)[-1] and fmt in ("html", "json") and command not in shown:
+                    shown.append(command)
+        for command in shown:
+            print("command:", " ".join(command).replace(str(workdir), "$WORKDIR"))
         print(f"\nrollup upkeep: {args.maintenance_results:,} results through ResultWriter (batches of 500), ms per 1,000 results")
         print(f"{'store':<11} {'with rollups':>13} {'without':>9} {'rollups cost':>13}")
         for name, url in urls.items():

@@ -451,3 +451,10 @@ def test_cli_says_when_the_store_is_not_migrated(tmp_path: Path) -> None:
     config.write_text(CONFIG.format(url=f"sqlite:///{tmp_path / 'empty.db'}", bad=BAD, good=GOOD))
     done = subprocess.run([sys.executable, "-m", "monitor", "report", "-c", str(config), "--quarter", "2026Q4"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "monitor db upgrade" in done.stderr
+
+
+def test_the_report_never_imports_probes() -> None:
+    # DESIGN §2: store, export and report never import probes.
+    code = "import sys, monitor.report, monitor.cli; print(sorted(m for m in sys.modules if m.startswith('monitor.probes')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

@@ -123,7 +123,9 @@ def compute(
         return data
     on_step(f"reading days of {period.label}")
     for bucket, check, vantage, agent, kind, target, runs, successes in read_days(session, period.start, period.end):
-        s = data.series[(check, vantage, agent)]
+        s = data.series.get((check, vantage, agent))
+        if s is None:  # in the daily rows but not in the coarser ones: the tables disagree; show it anyway
+            s = data.series[(check, vantage, agent)] = Series(check, vantage, agent, kind, target)
         if s.last is None or bucket >= s.last:
             s.kind, s.target, s.last = kind, target, bucket
         if s.first is None or bucket < s.first:
@@ -139,7 +141,7 @@ def compute(
         if check in intervals:
             data.slice_minutes[check] = slice_minutes(intervals[check])
         else:  # no longer configured: the busiest day of its busiest series
-            busiest = max(max(s.by_day.values()) for s in data.series.values() if s.check == check)
+            busiest = max((max(s.by_day.values()) for s in data.series.values() if s.check == check and s.by_day), default=1440)
             data.slice_minutes[check] = slice_minutes(86400.0 / busiest)
     on_step(f"reading uptime of {period.label}")
     _uptime(session, data)

@@ -94,7 +94,7 @@ def _scores(doc: dict[str, Any]) -> str:
             f"<td class=\"n\">{_num(c['score'])}</td><td>{_grade(c['grade'])}{' <span class=avoid>capped</span>' if c['capped'] else ''}</td>"
             f"<td class=\"n\">{_trend(c['trend'], c['new'])}</td><td class=\"n\">{_pct(c['uptime'])}</td><td class=\"n\">{_pct(c['reachability'])}</td>"
             f"<td class=\"n\">{_ms(c['latency_p95_s'])}</td><td class=\"n\">{c['blocked_minutes']:,.0f}</td><td class=\"n\">{c['integrity_events']:,}</td>"
-            f"<td class=\"d\">{escape(c['first_seen'])}</td></tr>"
+            f"<td class=\"d\">{escape(c['first_seen'] or '–')}</td></tr>"
         )
     checks = (
         "<table><thead><tr><th>check</th><th>score</th><th>grade</th><th>trend</th><th>uptime</th><th>reachability</th>"

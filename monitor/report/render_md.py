@@ -37,7 +37,7 @@ def render_md(doc: dict[str, Any]) -> str:
             ["check", "kind", "score", "grade", "trend", "uptime", "reachability", "p95", "blocked min", "integrity", "since"],
             [[c["check"], c["kind"], _num(c["score"]), c["grade"] + (" (capped)" if c["capped"] else ""),
               "new" if c["new"] else (f"{c['trend']:+.1f}" if c["trend"] is not None else "–"), _pct(c["uptime"]), _pct(c["reachability"]),
-              _ms(c["latency_p95_s"]), f"{c['blocked_minutes']:,.0f}", c["integrity_events"], c["first_seen"]] for c in doc["checks"]],
+              _ms(c["latency_p95_s"]), f"{c['blocked_minutes']:,.0f}", c["integrity_events"], c["first_seen"] or "–"] for c in doc["checks"]],
         ) + [""]
         out += ["### Networks", ""] + _table(
             ["network", "score", "grade", "trend", "checks", "runs", "reachability", "blocked min", "integrity"],

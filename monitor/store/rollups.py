@@ -194,14 +194,16 @@ def proxy_tallies(result: ProbeResult) -> dict[str, Tally]:
             if verdict in _SERVED_VERDICTS:  # what its bytes proved: clean, or tampered
                 tally.verdicts[verdict] = 1
         else:
-            tally.failures[_failure_of(records[-1], result)] = 1
+            failure = _failure_of(records[-1], result)
+            if failure is not None:  # unknown for results stored before requests said how they failed
+                tally.failures[failure] = 1
             if not result.ok and verdict is not None:
                 tally.verdicts[verdict] = 1
         tallies[proxy] = tally
     return tallies
 
 
-def _failure_of(record: dict[str, Any], result: ProbeResult) -> str:
+def _failure_of(record: dict[str, Any], result: ProbeResult) -> str | None:
     failure = record.get("failure")
     if isinstance(failure, dict) and isinstance(failure.get("class"), str):
         return f"{failure['class']}@{failure.get('operation', 'http_round_trip')}"
@@ -213,7 +215,7 @@ def _failure_of(record: dict[str, Any], result: ProbeResult) -> str:
     # Results stored before requests carried their failure: the run's, if this was its last request.
     if result.failure is not None and (result.facts.get("requests") or [None])[-1] is record:
         return f"{result.failure.cls.value}@{result.failure.operation.value}"
-    return "internal_error@http_round_trip"
+    return None
 
 
 # -- increments -> tables ---------------------------------------------------------------------

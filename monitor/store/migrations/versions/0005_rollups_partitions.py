@@ -87,8 +87,14 @@ ROLLUP_KEY = ["bucket_start", "check", "vantage", "agent", "kind", "target", "pa
 
 
 def upgrade() -> None:
+    from alembic import context
+
     from monitor.store import partitions, rollups
 
+    if context.is_offline_mode():
+        # It copies every raw result into the new table and reads them to fill the rollups:
+        # that needs the database, not a script.
+        raise RuntimeError("revision 0005 moves data and cannot be rendered as SQL: run it online (monitor db upgrade -c CONFIG)")
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         op.execute("ALTER TABLE results RENAME TO results_0003")
