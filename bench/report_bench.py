@@ -152,7 +152,7 @@ def generate(series: list[Series], start: datetime, days: int, seed: int):
             hour = day + timedelta(hours=h)
             down_minutes: dict[str, int] = {}
             for s in series:
-                for target, part, tally in hour_tallies(s, hour, rnd, s.check in blocked):
+                for target, part, tally in hour_tallies(s, hour, rnd, s.censored and s.check in blocked):
                     key = (s.check, s.vantage, s.agent, s.kind, target, part)
                     hourly.append((hour, *key, tally))
                     if key in daily:
@@ -323,7 +323,8 @@ def time_report(config: Path, span: list[str], fmt: str, output: Path, runs: int
 
 
 async def _write(url: str, results: list[ProbeResult]) -> float:
-    writer = ResultWriter(url, batch_size=500, flush_interval=0.05)
+    # The daemon's batch size; a queue that holds them all, as they are submitted at once.
+    writer = ResultWriter(url, batch_size=500, flush_interval=0.05, queue_size=len(results) + 1)
     for r in results:
         writer.submit(r)
     started = time.perf_counter()
@@ -376,6 +377,7 @@ def main() -> int:
     ap.add_argument("--maintenance-results", type=int, default=20000)
     ap.add_argument("--workdir", type=Path, default=None, help="where the SQLite file and outputs go (default: a temp dir, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the SQLite file and the PostgreSQL database")
+    ap.add_argument("--reuse", metavar="DATABASE", help="time an earlier --keep run again: its --workdir and PostgreSQL database (no generation)")
     args = ap.parse_args()
     stores = args.stores.split(",")
     rnd = random.Random(1)
@@ -386,49 +388,56 @@ def main() -> int:
     raw_start = end - timedelta(hours=args.raw_hours)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="monitor-report-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    pg_name = f"monitor_report_bench_{uuid.uuid4().hex[:8]}"
+    pg_name = args.reuse or f"monitor_report_bench_{uuid.uuid4().hex[:8]}"
+    if args.reuse and not (args.workdir and args.keep):
+        ap.error("--reuse needs the --workdir of the earlier run, and --keep")
     urls = {}
     if "sqlite" in stores:
         db = workdir / "bench.db"
-        db.unlink(missing_ok=True)
+        if not args.reuse:
+            db.unlink(missing_ok=True)
         urls["sqlite"] = f"sqlite:///{db}"
     if "postgresql" in stores:
-        postgres_admin(f'CREATE DATABASE "{pg_name}"')
+        if not args.reuse:
+            postgres_admin(f'CREATE DATABASE "{pg_name}"')
         urls["postgresql"] = f"{POSTGRES_SERVER}/{pg_name}"
+    before = period.previous()
     try:
-        for url in urls.values():
-            upgrade(url)
-        loaders = {}
-        if "sqlite" in urls:
-            loaders["sqlite"] = SqliteLoader(workdir / "bench.db")
-        if "postgresql" in urls:
-            loaders["postgresql"] = PostgresLoader(urls["postgresql"])
-        print(f"generating {len(series)} series × {days} days ({period.label}) of rollups ({len(series) * days * 1440 / 1e6:.1f} M runs) into {', '.join(urls)} …", flush=True)
-        started = time.perf_counter()
-        counts = Counter()
-        load_s = Counter()
-        for day, daily, hourly, uptime, monthly in generate(series, start, days, seed=2):
-            counts.update(daily=len(daily), hourly=len(hourly), uptime=len(uptime), monthly=len(monthly))
-            for name, loader in loaders.items():
-                t = time.perf_counter()
-                loader.load(daily, hourly, uptime, monthly)
-                load_s[name] += time.perf_counter() - t
-        before = period.previous()
-        previous = previous_months(series, before.start, before.end, seed=4)
-        counts.update(previous_monthly=len(previous))
-        for loader in loaders.values():
-            loader.load([], [], [], previous)
-            loader.close()
-        print(f"  rows: {counts['monthly']:,} monthly, {counts['daily']:,} daily, {counts['hourly']:,} hourly, {counts['uptime']:,} uptime, "
-              f"{counts['previous_monthly']:,} monthly of {before.label}; "
-              f"{time.perf_counter() - started:.0f} s ({', '.join(f'{k} load {v:.0f} s' for k, v in load_s.items())})", flush=True)
-        raw = raw_results(series, raw_start, args.raw_hours * 60, random.Random(3))
-        print(f"loading a raw tail of {len(raw):,} results ({args.raw_hours} h) …", flush=True)
-        for url in urls.values():
-            load_raw(url, raw)
-        del raw
-        if "sqlite" in urls:
-            print(f"  SQLite file: {(workdir / 'bench.db').stat().st_size / 1e9:.2f} GB", flush=True)
+        if args.reuse:
+            print(f"reusing {workdir} and database {pg_name}")
+        else:
+            for url in urls.values():
+                upgrade(url)
+            loaders = {}
+            if "sqlite" in urls:
+                loaders["sqlite"] = SqliteLoader(workdir / "bench.db")
+            if "postgresql" in urls:
+                loaders["postgresql"] = PostgresLoader(urls["postgresql"])
+            print(f"generating {len(series)} series × {days} days ({period.label}) of rollups ({len(series) * days * 1440 / 1e6:.1f} M runs) into {', '.join(urls)} …", flush=True)
+            started = time.perf_counter()
+            counts = Counter()
+            load_s = Counter()
+            for day, daily, hourly, uptime, monthly in generate(series, start, days, seed=2):
+                counts.update(daily=len(daily), hourly=len(hourly), uptime=len(uptime), monthly=len(monthly))
+                for name, loader in loaders.items():
+                    t = time.perf_counter()
+                    loader.load(daily, hourly, uptime, monthly)
+                    load_s[name] += time.perf_counter() - t
+            previous = previous_months(series, before.start, before.end, seed=4)
+            counts.update(previous_monthly=len(previous))
+            for loader in loaders.values():
+                loader.load([], [], [], previous)
+                loader.close()
+            print(f"  rows: {counts['monthly']:,} monthly, {counts['daily']:,} daily, {counts['hourly']:,} hourly, {counts['uptime']:,} uptime, "
+                  f"{counts['previous_monthly']:,} monthly of {before.label}; "
+                  f"{time.perf_counter() - started:.0f} s ({', '.join(f'{k} load {v:.0f} s' for k, v in load_s.items())})", flush=True)
+            raw = raw_results(series, raw_start, args.raw_hours * 60, random.Random(3))
+            print(f"loading a raw tail of {len(raw):,} results ({args.raw_hours} h) …", flush=True)
+            for url in urls.values():
+                load_raw(url, raw)
+            del raw
+            if "sqlite" in urls:
+                print(f"  SQLite file: {(workdir / 'bench.db').stat().st_size / 1e9:.2f} GB", flush=True)
 
         print(f"\nreport of {period.label} ({days} days; {before.label} read for the trend)")
         print(f"{'store':<11} {'span':<22} {'format':<6} {'median s':>9} {'min s':>7} {'max s':>7}  runs")

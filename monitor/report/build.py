@@ -113,7 +113,7 @@ def build(current: PeriodData, previous: PeriodData, settings: Settings, *, gene
         prev = before.get(check)
         first = min((s.first for s in members if s.first is not None), default=None)
         last = max((s.last for s in members if s.last is not None), default=None)
-        newest = max(members, key=lambda s: (s.last is not None, s.last or period.start))
+        newest = max(members, key=lambda s: (s.last is not None, s.last or period.start.date()))
         vantages = []
         for s in sorted(members, key=lambda s: (s.vantage, s.agent)):
             ms = measured(s.tally)
@@ -136,7 +136,7 @@ def build(current: PeriodData, previous: PeriodData, settings: Settings, *, gene
             "blocked_minutes": m.blocked * k, "integrity_events": m.integrity, "verdict_minutes": _minutes(tally.verdicts, k),
             "failures": dict(tally.failures.most_common(5)),
             "slice_minutes": k, "coverage": round(min(1.0, reported * k * 60 / period.seconds), 6),
-            "first_seen": first.date().isoformat() if first else None, "last_seen": last.date().isoformat() if last else None,
+            "first_seen": first.isoformat() if first else None, "last_seen": last.isoformat() if last else None,
             "new": check not in before, "networks": len(members), "vantages": vantages,
         })
 

@@ -168,8 +168,8 @@ def verdict_chart(weeks: list[str], minutes: dict[str, list[float]]) -> str:
         v = top * step / 4
         y = round(TOP + plot_h * (1 - v / top), 1)
         body.append(f'<line x1="{LEFT}" y1="{y}" x2="{LEFT + plot_w}" y2="{y}" stroke="#e5e5e5"/>')
-        body.append(f'<text x="{LEFT - 6}" y="{y + 4}" text-anchor="end">{v:,.0f}</text>')
-    body.append(f'<text x="12" y="{TOP + plot_h / 2}" transform="rotate(-90 12 {TOP + plot_h / 2})" text-anchor="middle">minutes</text>')
+        body.append(f'<text x="{LEFT - 6}" y="{y + 4}" text-anchor="end">{_count(v)}</text>')
+    body.append(f'<text x="10" y="{TOP + plot_h / 2}" transform="rotate(-90 10 {TOP + plot_h / 2})" text-anchor="middle">minutes</text>')
     base = [0.0] * len(weeks)
     legend = []
     for verdict in sorted(minutes):
@@ -186,6 +186,10 @@ def verdict_chart(weeks: list[str], minutes: dict[str, list[float]]) -> str:
         if i % max(1, len(weeks) // 7) == 0:
             body.append(f'<text x="{round(LEFT + bar * (i + 0.5), 1)}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(week[5:])}</text>')
     return _svg("verdicts", title, body + _legend(legend))
+
+
+def _count(v: float) -> str:
+    return f"{v / 1e6:g}M" if v >= 1e6 else (f"{v / 1e3:g}k" if v >= 1e4 else f"{v:,.0f}")
 
 
 def _nice(x: float) -> float:

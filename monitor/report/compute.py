@@ -16,7 +16,6 @@ Uptime and reachability as Grafana synthetic monitoring defines them:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,8 +45,8 @@ class Series:
     kind: str = ""
     target: str = ""
     tally: Tally = field(default_factory=Tally)
-    first: datetime | None = None  # start of the first bucket with runs
-    last: datetime | None = None  # start of the last one
+    first: date | None = None  # the first day with runs
+    last: date | None = None  # the last one
     by_day: Counter[date] = field(default_factory=Counter)  # runs per day
 
     @property
@@ -122,21 +121,22 @@ def compute(
     if not full:
         return data
     on_step(f"reading days of {period.label}")
-    for bucket, check, vantage, agent, kind, target, runs, successes in read_days(session, period.start, period.end):
+    day_of = _Days()
+    for epoch, check, vantage, agent, kind, target, runs, successes in read_days(session, period.start, period.end):
         s = data.series.get((check, vantage, agent))
         if s is None:  # in the daily rows but not in the coarser ones: the tables disagree; show it anyway
             s = data.series[(check, vantage, agent)] = Series(check, vantage, agent, kind, target)
-        if s.last is None or bucket >= s.last:
-            s.kind, s.target, s.last = kind, target, bucket
-        if s.first is None or bucket < s.first:
-            s.first = bucket
-        day = bucket.date()
+        day = day_of(epoch)
+        if s.last is None or day >= s.last:
+            s.kind, s.target, s.last = kind, target, day
+        if s.first is None or day < s.first:
+            s.first = day
         s.by_day[day] += runs
         counts = data.daily.setdefault((s.network, day), [0, 0])
         counts[0] += runs
         counts[1] += successes
-    for bucket, check, verdicts in read_verdict_days(session, period.start, period.end):
-        data.verdict_rounds.setdefault((check, bucket.date()), Counter()).update(verdicts)
+    for epoch, check, verdicts in read_verdict_days(session, period.start, period.end):
+        data.verdict_rounds.setdefault((check, day_of(epoch)), Counter()).update(verdicts)
     for check in data.checks:
         if check in intervals:
             data.slice_minutes[check] = slice_minutes(intervals[check])
@@ -158,9 +158,10 @@ def _uptime(session: Session, data: PeriodData) -> None:
             folds[k] = (sum(1 << (j * k) for j in range(60 // k)), k)
     by_hours: dict[tuple[str, int], list[int]] = {}  # (check, slice number) -> [reported, up], slices of hours
     default = SLICES[0]
+    day_of = _Days()
     for hour, check, reported, up in read_uptime(session, data.period.start, data.period.end):
         k = data.slice_minutes.get(check, default)
-        day = hour.date()
+        day = day_of(hour)
         if k <= 60:
             starts, width = folds[k]
             r = u = 0
@@ -179,7 +180,7 @@ def _uptime(session: Session, data: PeriodData) -> None:
             per_day[0] += u
             per_day[1] += r
         else:
-            number = math.floor(hour.timestamp() / 3600) // (k // 60)
+            number = hour // 3600 // (k // 60)
             flags = by_hours.setdefault((check, number), [0, 0])
             flags[0] |= bool(reported)
             flags[1] |= bool(up)
@@ -191,6 +192,20 @@ def _uptime(session: Session, data: PeriodData) -> None:
         per_day = data.daily_uptime.setdefault(day, [0, 0])
         per_day[0] += up
         per_day[1] += reported
+
+
+class _Days:
+    """Unix seconds -> UTC date, remembered (a quarter has 92 of them)."""
+
+    def __init__(self) -> None:
+        self._days: dict[int, date] = {}
+
+    def __call__(self, epoch: int) -> date:
+        number = epoch // 86400
+        day = self._days.get(number)
+        if day is None:
+            day = self._days[number] = datetime.fromtimestamp(number * 86400, timezone.utc).date()
+        return day
 
 
 def days(period: Period) -> list[date]:

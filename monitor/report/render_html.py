@@ -23,7 +23,6 @@ h3 { font-size: 11pt; margin: 14px 0 6px; }
 table { border-collapse: collapse; width: 100%; font-size: 9pt; margin: 6px 0; page-break-inside: auto; }
 th, td { border-bottom: 1px solid #e5e7eb; padding: 3px 5px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.d { white-space: nowrap; }
 tr { page-break-inside: avoid; }
 .grade { display: inline-block; width: 18px; text-align: center; color: #fff; border-radius: 3px; font-weight: bold; }
 code, pre { font-family: monospace; font-size: 9pt; } pre { background: #f6f8fa; padding: 6px 8px; white-space: pre-wrap; word-break: break-all; }
@@ -88,17 +87,18 @@ def render_html(doc: dict[str, Any], *, logo: str | None = None) -> str:
 
 def _scores(doc: dict[str, Any]) -> str:
     rows = []
+    start = doc["period"]["from"][:10]
     for c in doc["checks"]:
+        since = f" · since {escape(c['first_seen'])}" if c["first_seen"] and c["first_seen"] > start else ""
         rows.append(
-            f"<tr><td>{escape(c['check'])}<div class=\"small\">{escape(c['kind'])} · {escape(c['target'])}</div></td>"
+            f"<tr><td>{escape(c['check'])}<div class=\"small\">{escape(c['kind'])} · {escape(c['target'])}{since}</div></td>"
             f"<td class=\"n\">{_num(c['score'])}</td><td>{_grade(c['grade'])}{' <span class=avoid>capped</span>' if c['capped'] else ''}</td>"
             f"<td class=\"n\">{_trend(c['trend'], c['new'])}</td><td class=\"n\">{_pct(c['uptime'])}</td><td class=\"n\">{_pct(c['reachability'])}</td>"
-            f"<td class=\"n\">{_ms(c['latency_p95_s'])}</td><td class=\"n\">{c['blocked_minutes']:,.0f}</td><td class=\"n\">{c['integrity_events']:,}</td>"
-            f"<td class=\"d\">{escape(c['first_seen'] or '–')}</td></tr>"
+            f"<td class=\"n\">{_ms(c['latency_p95_s'])}</td><td class=\"n\">{c['blocked_minutes']:,.0f}</td><td class=\"n\">{c['integrity_events']:,}</td></tr>"
         )
     checks = (
         "<table><thead><tr><th>check</th><th>score</th><th>grade</th><th>trend</th><th>uptime</th><th>reachability</th>"
-        "<th>p95</th><th>blocked min</th><th>integrity</th><th>since</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        "<th>p95</th><th>blocked min</th><th>integrity</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
         if rows else "<p>No results in this period.</p>"
     )
     nets = "".join(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from sqlalchemy import literal_column, select, tuple_
+from sqlalchemy import BigInteger, Integer, cast, extract, func, literal_column, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -374,36 +374,51 @@ def read_totals(session: Session, since: datetime, until: datetime) -> Iterator[
             yield RollupRecord(*row)
 
 
-def read_days(session: Session, since: datetime, until: datetime) -> Iterator[tuple[datetime, str, str, str, str, str, int, int]]:
-    """Per run row of [since, until), at most a day wide: (bucket_start, check, vantage,
-    agent, kind, target, runs, successes); numbers only, for per-day figures."""
+def _epoch(session: Session, column: Any) -> Any:
+    """`column` (a bucket start) as Unix seconds, computed by the database: bulk readers get
+    integers instead of one parsed datetime per row (on SQLite, a text parse in Python)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(extract("epoch", column), BigInteger)
+    return cast(func.strftime("%s", column), Integer)
+
+
+def read_days(session: Session, since: datetime, until: datetime) -> Iterator[tuple[int, str, str, str, str, str, int, int]]:
+    """Per run row of [since, until), at most a day wide: (bucket start in Unix seconds, check,
+    vantage, agent, kind, target, runs, successes); numbers only, for per-day figures."""
     for model, lo, hi in spans(since, until, coarsest="daily"):
         t = model.__table__
-        stmt = select(t.c.bucket_start, t.c.check, t.c.vantage, t.c.agent, t.c.kind, t.c.target, t.c.probes, t.c.successes).where(
+        stmt = select(_epoch(session, t.c.bucket_start), t.c.check, t.c.vantage, t.c.agent, t.c.kind, t.c.target, t.c.probes, t.c.successes).where(
             t.c.bucket_start >= lo, t.c.bucket_start < hi, t.c.part == RUN
         )
-        yield from session.execute(stmt)
+        yield from _in_chunks(session, stmt)
 
 
-def read_verdict_days(session: Session, since: datetime, until: datetime) -> Iterator[tuple[datetime, str, dict[str, int]]]:
-    """(bucket_start, check, verdict rounds) of the run rows of [since, until) that have
-    verdicts, at most a day wide."""
+def read_verdict_days(session: Session, since: datetime, until: datetime) -> Iterator[tuple[int, str, dict[str, int]]]:
+    """(bucket start in Unix seconds, check, verdict rounds) of the run rows of [since, until)
+    that have verdicts, at most a day wide."""
     for model, lo, hi in spans(since, until, coarsest="daily"):
         t = model.__table__
-        stmt = select(t.c.bucket_start, t.c.check, t.c.verdicts).where(
+        stmt = select(_epoch(session, t.c.bucket_start), t.c.check, t.c.verdicts).where(
             t.c.bucket_start >= lo, t.c.bucket_start < hi, t.c.part == RUN, t.c.kind.in_(VERDICT_KINDS)
         )
-        for bucket, check, verdicts in session.execute(stmt):
+        for bucket, check, verdicts in _in_chunks(session, stmt):
             if verdicts:
                 yield bucket, check, verdicts
 
 
-def read_uptime(session: Session, since: datetime, until: datetime) -> Iterator[tuple[datetime, str, int, int]]:
-    """(hour, check, reported minutes mask, up minutes mask) for the hours in [since, until)."""
+def read_uptime(session: Session, since: datetime, until: datetime) -> Iterator[tuple[int, str, int, int]]:
+    """(hour start in Unix seconds, check, reported minutes mask, up minutes mask) for the
+    hours in [since, until)."""
     _require_hour(since, until)
     t = UptimeRow.__table__
-    stmt = select(t.c.bucket_start, t.c.check, t.c.reported, t.c.up).where(t.c.bucket_start >= since, t.c.bucket_start < until)
-    yield from session.execute(stmt)
+    stmt = select(_epoch(session, t.c.bucket_start), t.c.check, t.c.reported, t.c.up).where(t.c.bucket_start >= since, t.c.bucket_start < until)
+    yield from _in_chunks(session, stmt)
+
+
+def _in_chunks(session: Session, stmt: Any, size: int = 20000) -> Iterator[Any]:
+    """Rows fetched many at a time (iterating a result fetches one row per call)."""
+    for chunk in session.execute(stmt).partitions(size):
+        yield from chunk
 
 
 def stored(session: Session) -> Increments:
