@@ -159,17 +159,23 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+DETAIL_ROWS = 100  # beyond this many (check, network) rows, only those below grade A are listed
+
+
 def _details(doc: dict[str, Any]) -> str:
+    pairs = [v for c in doc["checks"] for v in c["vantages"]]
+    if not pairs:
+        return ""
+    shown = pairs if len(pairs) <= DETAIL_ROWS else [v for v in pairs if v["grade"] != "A"]
     rows = "".join(
         f"<tr><td>{escape(v['check'])}</td><td>{escape(v['network'])}</td><td class=\"n\">{_num(v['score'])} {_grade(v['grade'])}</td>"
         f"<td class=\"n\">{_pct(v['reachability'])}</td><td class=\"n\">{_ms(v['latency_p95_s'])}</td><td class=\"n\">{v['blocked_minutes']:,.0f}</td>"
         f"<td>{_failures(v['failures'])}</td></tr>"
-        for c in doc["checks"] for v in c["vantages"]
+        for v in shown
     )
-    if not rows:
-        return ""
+    note = "" if shown is pairs else f"<p class=\"small\">The {len(shown)} of {len(pairs)} below grade A; the JSON format lists all.</p>"
     return (
-        "<h2>Each check from each network</h2><table><thead><tr><th>check</th><th>network</th><th>score</th><th>reachability</th>"
+        "<h2>Each check from each network</h2>" + note + "<table><thead><tr><th>check</th><th>network</th><th>score</th><th>reachability</th>"
         "<th>p95</th><th>blocked min</th><th>commonest failures</th></tr></thead><tbody>" + rows + "</tbody></table>"
     )
 

@@ -20,13 +20,14 @@ served, how it failed, tampering, fetch time — what the report's module-proxy 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, cast, extract, func, literal_column, select, tuple_
+from sqlalchemy import BigInteger, Integer, Text, cast, extract, func, literal_column, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -328,7 +329,6 @@ def backfill(session: Session) -> int:
 
 
 class RollupRecord(NamedTuple):
-    bucket_start: datetime
     check: str
     vantage: str
     agent: str
@@ -366,12 +366,17 @@ def read_totals(session: Session, since: datetime, until: datetime) -> Iterator[
     Phase histograms are not read (kept for drill-down)."""
     for model, lo, hi in spans(since, until):
         t = model.__table__
+        # The counters as JSON text, decoded here: most failures and verdicts are "{}".
         stmt = select(
-            t.c.bucket_start, t.c.check, t.c.vantage, t.c.agent, t.c.kind, t.c.target, t.c.part,
-            t.c.probes, t.c.successes, t.c.failures, t.c.verdicts, t.c.latency,
+            t.c.check, t.c.vantage, t.c.agent, t.c.kind, t.c.target, t.c.part, t.c.probes, t.c.successes,
+            cast(t.c.failures, Text), cast(t.c.verdicts, Text), cast(t.c.latency, Text),
         ).where(t.c.bucket_start >= lo, t.c.bucket_start < hi)
-        for row in session.execute(stmt):
-            yield RollupRecord(*row)
+        for *key, probes, successes, failures, verdicts, latency in _in_chunks(session, stmt):
+            yield RollupRecord(*key, probes, successes, _counts(failures), _counts(verdicts), _counts(latency))
+
+
+def _counts(text: str | None) -> dict[str, int]:
+    return json.loads(text) if text and text != "{}" else {}
 
 
 def _epoch(session: Session, column: Any) -> Any:
