@@ -1,12 +1,13 @@
 """`monitor report` on SQLite and the real PostgreSQL: scores equal to a hand computation,
 quarter boundaries in UTC, an empty quarter, a check added mid-quarter, the GOPROXY advice,
-and the HTML printed to PDF by the real headless Chromium, then turned into images by
+and the HTML printed to PDF by the real headless Chromium, then turned into PNG images by
 pdftoppm and looked at pixel by pixel."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from monitor.analysis.episodes import Episode
@@ -377,20 +379,22 @@ def test_pdf_printed_by_chromium_has_the_scores_and_the_charts(hand: Config, tmp
         assert expected in text, expected
     assert "secret" not in text
 
-    subprocess.run(["pdftoppm", "-r", "96", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
-    pages = sorted(tmp_path.glob("page-*.ppm"))
+    subprocess.run(["pdftoppm", "-r", "96", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
+    pages = sorted(tmp_path.glob("page-*.png"))
     assert pages
     counts: dict[str, int] = {}
     for page in pages:
-        width, height, pixels = read_ppm(page)
-        ink = sum(1 for i in range(0, len(pixels), 3) if pixels[i] < 235 or pixels[i + 1] < 235 or pixels[i + 2] < 235)
+        with Image.open(page) as image:
+            pixels = image.convert("RGB")
+        histogram = Counter({rgb: n for n, rgb in pixels.getcolors(pixels.width * pixels.height)})
+        ink = sum(n for (r, g, b), n in histogram.items() if min(r, g, b) < 235)
         if page == pages[0]:
-            assert ink / (width * height) > 0.03, "the first page is (nearly) blank"
+            assert ink / (pixels.width * pixels.height) > 0.03, "the first page is (nearly) blank"
         for name, colour in (
             ("module_tampered bar", VERDICT_COLOURS["module_tampered"]), ("sni_blocking bar", VERDICT_COLOURS["sni_blocking"]),
             ("p95 markers", LATENCY_COLOURS["p95"]), ("logo", "#123456"),
         ):
-            counts[name] = counts.get(name, 0) + count_colour(pixels, colour)
+            counts[name] = counts.get(name, 0) + count_colour(histogram, colour)
     # Solid fills of the charts (and the logo) are on the printed pages, in colours used nowhere
     # else. The week of 2026-11-02 stacks 50 minutes of module_tampered and 10 of sni_blocking
     # on an axis to 100: bars of about 104 and 21 px high, some 24 px wide.
@@ -400,27 +404,10 @@ def test_pdf_printed_by_chromium_has_the_scores_and_the_charts(hand: Config, tmp
     assert counts["logo"] > 1000, counts  # 40×40
 
 
-def read_ppm(path: Path) -> tuple[int, int, bytes]:
-    data = path.read_bytes()
-    fields, pos = [], 0
-    while len(fields) < 4:  # P6 width height maxval, whitespace separated
-        while data[pos : pos + 1].isspace():
-            pos += 1
-        start = pos
-        while not data[pos : pos + 1].isspace():
-            pos += 1
-        fields.append(data[start:pos])
-    assert fields[0] == b"P6" and fields[3] == b"255"
-    return int(fields[1]), int(fields[2]), data[pos + 1 :]
-
-
-def count_colour(pixels: bytes, colour: str, tolerance: int = 6) -> int:
-    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    n = 0
-    for i in range(0, len(pixels) - 2, 3):
-        if abs(pixels[i] - r) <= tolerance and abs(pixels[i + 1] - g) <= tolerance and abs(pixels[i + 2] - b) <= tolerance:
-            n += 1
-    return n
+def count_colour(histogram: Counter, colour: str, tolerance: int = 6) -> int:
+    """Pixels within `tolerance` of `colour` (#rrggbb) per channel."""
+    want = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return sum(n for rgb, n in histogram.items() if all(abs(a - b) <= tolerance for a, b in zip(rgb, want)))
 
 
 def test_cli_writes_json_and_refuses_bad_arguments(hand: Config, db_url: str, tmp_path: Path) -> None:
