@@ -154,6 +154,25 @@ def _parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true", help="print the diagnosis as one JSON object (docs/doctor.md)")
     doc.add_argument("--emit-config", metavar="FILE", help="write a monitor config that watches this path (with the pins learned)")
     doc.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    report = command(
+        "report", help="the health-score report of a quarter (html, pdf, md, json)",
+        description="Score every check, network and module proxy over a quarter (or --from/--to) from the store's\n"
+        "rollups: executive summary, scores with the trend against the period before, incidents, GOPROXY\n"
+        "advice per network, charts. Objectives, weights, title and logo come from the config's report:\n"
+        "section (docs/report.md). A progress bar goes to stderr when it is a terminal.",
+        epilog="examples:\n  monitor report -c config.yaml --quarter 2026Q4 -o q4.html\n"
+        "  monitor report -c config.yaml --quarter 2026Q4 --format pdf -o q4.pdf\n"
+        "  monitor report -c config.yaml --from 2026-11-01 --to 2026-11-15T12:00Z --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    span = report.add_mutually_exclusive_group(required=True)
+    span.add_argument("--quarter", metavar="YYYYQN", help="a calendar quarter in UTC, e.g. 2026Q4")
+    span.add_argument("--from", dest="since", metavar="TIME", help="start (a date, or an ISO time; UTC unless it has an offset); needs --to")
+    report.add_argument("--to", dest="until", metavar="TIME", help="end, exclusive (rounded up to a whole hour)")
+    report.add_argument("--format", choices=["html", "pdf", "md", "json"], default="html", help="output format (default: html)")
+    report.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output; pdf needs a file)")
     return p
 
 
@@ -416,6 +435,35 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         raise _Usage(f"monitor doctor: {e}") from None
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from monitor.report import ReportError, make_report
+    from monitor.report.period import between, quarter
+    from monitor.report.progress import Progress
+
+    cfg = _load(args.config)
+    try:
+        if args.quarter:
+            if args.until:
+                raise ValueError("--to goes with --from, not with --quarter")
+            period = quarter(args.quarter)
+        else:
+            if not args.until:
+                raise ValueError("--from needs --to")
+            period = between(args.since, args.until)
+        if args.format == "pdf" and not args.output:
+            raise ValueError("--format pdf needs -o FILE")
+    except ValueError as e:
+        raise _Usage(f"monitor report: {e}") from None
+    try:
+        make_report(cfg, period, args.format, Path(args.output) if args.output else None, stdout=sys.stdout, progress=Progress(8))
+    except ReportError as e:
+        print(f"monitor report: {e}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.output:
+        log.info("report for %s written to %s", period.label, args.output)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _cmd_run,
     "probe": _cmd_probe,
@@ -425,5 +473,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "episodes": _cmd_episodes,
     "alerts": _cmd_alerts,
     "doctor": _cmd_doctor,
+    "report": _cmd_report,
     "db": _cmd_db,
 }

@@ -815,6 +815,48 @@ class AnalysisConfig(_Model):
     private_networks: list[Annotated[str, AfterValidator(_valid_network)]] = []
 
 
+class ReportSlo(_Model):
+    """The service-level objectives the health score measures against (docs/report.md)."""
+
+    availability: float = Field(default=0.995, gt=0.0, lt=1.0)  # share of runs that succeed
+    latency_p95: Duration = 2.0  # 95th percentile of successful runs' duration
+
+
+class ReportWeights(_Model):
+    """How much each part weighs in the health score (relative; normalised to their sum)."""
+
+    availability: float = Field(default=0.5, ge=0.0)
+    latency: float = Field(default=0.2, ge=0.0)
+    blocked: float = Field(default=0.3, ge=0.0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ReportWeights:
+        if self.availability + self.latency + self.blocked <= 0:
+            raise ValueError("at least one weight must be positive")
+        return self
+
+
+_LOGO_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+
+
+class ReportConfig(_Model):
+    """`monitor report` (monitor/report/): title, logo and the objectives of the health score."""
+
+    title: str = Field(default="Network and module-proxy health", min_length=1, max_length=200)
+    # An image file embedded in the report (HTML/PDF carry no external assets); relative to
+    # the working directory. Read when a report is made.
+    logo: str | None = None
+    slo: ReportSlo = ReportSlo()
+    weights: ReportWeights = ReportWeights()
+
+    @field_validator("logo")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().endswith(_LOGO_SUFFIXES):
+            raise ValueError(f"logo must be an image file ({', '.join(_LOGO_SUFFIXES)}), got {v!r}")
+        return v
+
+
 class Config(_Model):
     agent: Name = Field(default_factory=lambda: socket.gethostname().split(".")[0] or "agent")
     storage: StorageConfig = StorageConfig()
@@ -826,6 +868,7 @@ class Config(_Model):
     checks: list[Check] = []
     analysis: AnalysisConfig = AnalysisConfig()
     alerting: AlertingConfig = AlertingConfig()
+    report: ReportConfig = ReportConfig()
 
     def check(self, name: str) -> Check:
         for c in self.checks:

@@ -368,6 +368,9 @@ async def test_comma_falls_through_on_not_found(start, sumdb, vantage):
     assert result.ok, result.failure
     assert result.facts["served_by"] == {"info": b.url, "mod": b.url, "zip": b.url}
     assert [r["status"] for r in result.facts["requests"][:2]] == [404, 200]
+    # Each request says how it failed, per proxy (the report's per-proxy record reads it).
+    assert result.facts["requests"][0]["failure"] == {"class": "module_not_found", "operation": "http_round_trip"}
+    assert "failure" not in result.facts["requests"][1]
 
 
 async def test_each_request_walks_the_list(start, sumdb, vantage):

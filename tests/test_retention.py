@@ -18,13 +18,15 @@ def _result(age_s: float) -> ProbeResult:
 
 
 def test_prune_once_keeps_recent_results(db_url: str) -> None:
+    # Whole UTC days go once they are past the retention: three days old with a retention of
+    # one day is always past it, a minute old never.
     upgrade(db_url)
     engine = make_engine(db_url)
     try:
-        old, recent = _result(7200), _result(60)
+        old, recent = _result(3 * 86400), _result(60)
         with Session(engine) as s, s.begin():
             save_results(s, [old, recent])
-        assert prune_once(engine, retention_s=3600) == 1
+        assert prune_once(engine, retention_s=86400) == 1
         with Session(engine) as s:
             assert s.scalars(select(ResultRow.id)).all() == [recent.id]
             assert s.scalar(select(func.count()).select_from(ResultRow)) == 1

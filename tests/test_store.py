@@ -143,14 +143,31 @@ def test_latest_per_check_vantage_returns_one_row_on_a_tie(engine):
     assert [r.id for r in got] == [max(t.id for t in twins)]
 
 
-def test_prune_older_than(engine):
+def test_prune_older_than_removes_whole_utc_days(engine):
+    # Whole days on both dialects (on PostgreSQL a day is a partition, dropped at once): with
+    # the cutoff at 2026-10-21 10:00:00.123456, every day up to 2026-10-20 goes, and 2026-10-21
+    # stays whole, even its results before the cutoff.
     day = timedelta(days=1)
-    old = [result(at=T0 - 31 * day), result(check="other", at=T0 - 30 * day - timedelta(microseconds=1))]
-    kept = [result(at=T0 - 30 * day), result(at=T0)]
+    cutoff = T0 - 30 * day
+    old = [
+        result(at=T0 - 31 * day),
+        result(check="other", at=datetime(2026, 10, 20, 23, 59, 59, 999999, tzinfo=timezone.utc)),
+        result(at=datetime(2026, 9, 1, tzinfo=timezone.utc)),
+    ]
+    kept = [
+        result(at=datetime(2026, 10, 21, tzinfo=timezone.utc)),
+        result(at=cutoff - timedelta(microseconds=1)),
+        result(at=cutoff),
+        result(at=T0),
+    ]
     save(engine, old + kept)
     with Session(engine) as session, session.begin():
-        assert prune_older_than(session, T0 - 30 * day) == 2
+        assert prune_older_than(session, cutoff) == 3
     with Session(engine) as session, session.begin():
-        assert prune_older_than(session, T0 - 30 * day) == 0
+        assert prune_older_than(session, cutoff) == 0
         left = results_between(session, "gh-tls", "local", T0 - 100 * day, T0 + day)
+        assert results_between(session, "other", "local", T0 - 100 * day, T0 + day) == []
     assert [r.id for r in left] == [r.id for r in kept]
+    # A result of a pruned day can still be stored (a spool replayed late): its day comes back.
+    late = result(at=T0 - 31 * day)
+    assert save(engine, [late]) == 1

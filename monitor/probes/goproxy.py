@@ -292,6 +292,9 @@ class _Run:
         started = time.perf_counter()
         try:
             return await self._exchange(url, what, cap, sink, record)
+        except _Stop as stop:  # how this request failed, per proxy: the result's failure is one request's only
+            record["failure"] = {"class": stop.failure.cls.value, "operation": stop.failure.operation.value}
+            raise
         finally:
             record["seconds"] = round(time.perf_counter() - started, 6)
             record["phases"] = {k: round(v - before.get(k, 0.0), 6) for k, v in self.m.phases.items() if v != before.get(k, 0.0)}

@@ -94,12 +94,14 @@ def latest_summaries(session: Session, check: str, kind: str, since: datetime, t
         .label("rank")
     )
     ranked = (
-        select(ResultRow.id, newest_first)
+        select(ResultRow.id, ResultRow.started_at, newest_first)
         .where(ResultRow.check == check, ResultRow.kind == kind, ResultRow.started_at >= since,
                *((ResultRow.target == target,) if target is not None else ()))
         .subquery()
     )
-    stmt = select(ResultRow).join(ranked, ranked.c.id == ResultRow.id).where(ranked.c.rank == 1).order_by(ResultRow.vantage, ResultRow.agent)
+    # Joined on the whole primary key (id, started_at): on PostgreSQL it finds the row in its partition.
+    on = (ranked.c.id == ResultRow.id) & (ranked.c.started_at == ResultRow.started_at)
+    stmt = select(ResultRow).join(ranked, on).where(ranked.c.rank == 1).order_by(ResultRow.vantage, ResultRow.agent)
     return [result_from_row(row) for row in session.scalars(stmt)]
 
 

@@ -62,7 +62,13 @@ class Base(DeclarativeBase):
 
 
 class ResultRow(Base):
-    """One ProbeResult. `id` is the result's own UUID, so replays insert nothing new."""
+    """One ProbeResult. `id` is the result's own UUID, so replays insert nothing new.
+
+    On PostgreSQL the table is partitioned by range of started_at, one partition per UTC day
+    (monitor/store/partitions.py), so retention drops whole days. A unique key of a
+    partitioned table must hold the partition key: the primary key is (id, started_at) on
+    every dialect, and code that looks a result up by id also bounds started_at (see
+    repository.save_results for why replays still store a result once)."""
 
     __tablename__ = "results"
 
@@ -72,7 +78,7 @@ class ResultRow(Base):
     kind: Mapped[str] = mapped_column(String)
     vantage: Mapped[str] = mapped_column(String)
     target: Mapped[str] = mapped_column(String)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     ok: Mapped[bool] = mapped_column(Boolean)
     duration_s: Mapped[float] = mapped_column(Double)
     phases: Mapped[dict[str, float]] = mapped_column(Document)
@@ -90,6 +96,7 @@ class ResultRow(Base):
         Index("ix_results_check_vantage_started_at", "check", "vantage", "started_at"),
         # Retention deletes by age across all checks.
         Index("ix_results_started_at", "started_at"),
+        {"postgresql_partition_by": "RANGE (started_at)"},
     )
 
 
@@ -167,3 +174,61 @@ class AlertRow(Base):
         # `monitor alerts`: what fires now (resolved_at NULL).
         Index("ix_alerts_resolved_at", "resolved_at"),
     )
+
+
+class _RollupColumns:
+    """What a rollup row counts for one (bucket, check, vantage, agent, kind, target, part).
+
+    part "run": the check's runs (plain results and round summaries; a round's sub-results
+    are not runs). part "proxy": one module proxy (target = its URL) as the goproxy runs of
+    the check asked it. Counters are JSON objects of additive counts, merged by adding
+    (monitor/store/rollups.py): failures {"class@operation": n}, verdicts {"verdict": rounds},
+    latency {bucket: n} of successful runs' durations (proxy: the module fetch time), phases
+    {"phase/bucket": n} of every run's phases; buckets as monitor/store/histogram.py lays out.
+    """
+
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    check: Mapped[str] = mapped_column(String, primary_key=True)
+    vantage: Mapped[str] = mapped_column(String, primary_key=True)
+    agent: Mapped[str] = mapped_column(String, primary_key=True)
+    kind: Mapped[str] = mapped_column(String, primary_key=True)
+    target: Mapped[str] = mapped_column(String, primary_key=True)
+    part: Mapped[str] = mapped_column(String, primary_key=True)
+    probes: Mapped[int] = mapped_column(BigInteger)
+    successes: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[dict[str, int]] = mapped_column(Document)
+    verdicts: Mapped[dict[str, int]] = mapped_column(Document)
+    latency: Mapped[dict[str, int]] = mapped_column(Document)
+    phases: Mapped[dict[str, int]] = mapped_column(Document)
+
+
+class HourlyRollupRow(_RollupColumns, Base):
+    """Runs per hour (bucket_start: the hour, UTC). Kept for years, like the daily ones."""
+
+    __tablename__ = "rollup_hourly"
+
+
+class DailyRollupRow(_RollupColumns, Base):
+    """Runs per UTC day: a report's per-day charts, and its totals for days outside whole months."""
+
+    __tablename__ = "rollup_daily"
+
+
+class MonthlyRollupRow(_RollupColumns, Base):
+    """Runs per calendar month (UTC): a quarter's totals are three rows per series."""
+
+    __tablename__ = "rollup_monthly"
+
+
+class UptimeRow(Base):
+    """Per check and hour, which minutes had a run (reported) and which had a successful one
+    (up), from any vantage or agent: bit m of each mask is minute m of the hour. Merged with
+    OR, so it says "at least one location succeeded" (Grafana's uptime) for time slices of any
+    whole number of minutes, chosen when the report is made."""
+
+    __tablename__ = "rollup_uptime"
+
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    check: Mapped[str] = mapped_column(String, primary_key=True)
+    reported: Mapped[int] = mapped_column(BigInteger)
+    up: Mapped[int] = mapped_column(BigInteger)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.model import Failure, FailureClass, Operation, ProbeResult, Verdict, utcnow
+from monitor.store import partitions, rollups
 from monitor.store.models import ResultRow
 
 # One INSERT ... ON CONFLICT per dialect we support; both spell it the same way.
@@ -63,16 +64,45 @@ def save_results(session: Session, results: list[ProbeResult]) -> int:
     """Insert results; ids already stored are skipped. Returns how many rows were new.
 
     Idempotent so that a batch retried after an ambiguous failure (the commit may or may
-    not have happened) or replayed from a spool is stored exactly once.
+    not have happened) or replayed from a spool is stored exactly once. The rollups
+    (monitor/store/rollups.py) count exactly the results this call stored, in the same
+    transaction, so they stay exact under replays too.
+
+    The primary key is (id, started_at) (a partitioned table's unique key must hold its
+    partition key), and a result may come back with its started_at cut to milliseconds (the
+    spool keeps the DESIGN §3.2 JSON, which has milliseconds). So ids already stored are
+    looked up within a millisecond of the batch's times before the insert; ON CONFLICT then
+    covers a result twice in one batch and writers racing on the same row.
     """
-    rows = [_to_row(r) for r in results]
-    if not rows:
+    unique: dict[str, ProbeResult] = {}
+    for r in results:
+        unique.setdefault(r.id, r)
+    if not unique:
         return 0
+    known = _stored_ids(session, list(unique.values()))
+    fresh = [r for r in unique.values() if r.id not in known]
+    if not fresh:
+        return 0
+    partitions.ensure(session, {partitions.day_of(r.started_at) for r in fresh})
     table = ResultRow.__table__
     insert = _INSERT[session.get_bind().dialect.name]
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+    stmt = insert(table).on_conflict_do_nothing(index_elements=["id", "started_at"]).returning(table.c.id)
     # RETURNING lists only the rows actually inserted, on both dialects and in executemany.
-    return len(session.execute(stmt, rows).all())
+    inserted = set(session.execute(stmt, [_to_row(r) for r in fresh]).scalars())
+    rollups.add_results(session, (r for r in fresh if r.id in inserted))
+    return len(inserted)
+
+
+# How far a stored started_at may be from the same result's: the spool's milliseconds.
+_TIME_SLACK = timedelta(milliseconds=1)
+
+
+def _stored_ids(session: Session, results: list[ProbeResult]) -> set[str]:
+    ids = [r.id for r in results]
+    lo = min(r.started_at for r in results) - _TIME_SLACK
+    hi = max(r.started_at for r in results) + _TIME_SLACK
+    stmt = select(ResultRow.id).where(ResultRow.id.in_(ids), ResultRow.started_at >= lo, ResultRow.started_at <= hi)
+    return set(session.scalars(stmt))
 
 
 def results_between(
@@ -110,13 +140,13 @@ def latest_per_check_vantage(session: Session, check: str, *, max_age: timedelta
         )
         .label("rank")
     )
-    recent = select(ResultRow.id, newest_first).where(ResultRow.check == check)
+    recent = select(ResultRow.id, ResultRow.started_at, newest_first).where(ResultRow.check == check)
     if max_age is not None:
         recent = recent.where(ResultRow.started_at >= utcnow() - max_age)
     ranked = recent.subquery()
     stmt = (
         select(ResultRow)
-        .join(ranked, ranked.c.id == ResultRow.id)
+        .join(ranked, (ranked.c.id == ResultRow.id) & (ranked.c.started_at == ResultRow.started_at))
         .where(ranked.c.rank == 1)
         .order_by(ResultRow.vantage, ResultRow.agent)
     )
@@ -142,5 +172,11 @@ def recent_results(
 
 
 def prune_older_than(session: Session, cutoff: datetime) -> int:
-    """Delete results that started before `cutoff`; returns how many were deleted."""
-    return session.execute(delete(ResultRow).where(ResultRow.started_at < cutoff)).rowcount
+    """Remove the results of every whole UTC day that ended at or before `cutoff`; returns
+    how many were removed. Whole days on every dialect: on PostgreSQL a day is a partition,
+    dropped at once (monitor/store/partitions.py); results are so kept at least until the
+    cutoff passes them, and at most a day longer. Rollups are never pruned."""
+    if partitions.is_partitioned(session):
+        return partitions.drop_before(session, cutoff)
+    day_start = cutoff.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return session.execute(delete(ResultRow).where(ResultRow.started_at < day_start)).rowcount
