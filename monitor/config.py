@@ -1017,6 +1017,8 @@ def _file_checks(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
 def _unreadable(path: str) -> str | None:
     try:
         with open(path, "rb") as f:
+            if not Path(path).is_file():  # /dev/zero, a FIFO: reading it would never end
+                return f"{path} is not a regular file"
             f.read(1)
     except OSError as e:
         return f"cannot read {path}: {e.strerror or e}"

@@ -110,7 +110,10 @@ class Daemon:
                 task.cancel()
         await asyncio.gather(*(t for t in (prune_task, prepare_task) if t is not None), return_exceptions=True)
         prune_engine.dispose()
-        self.judge.close()
+        try:  # saves the episode changes still in memory: bounded, the store may not answer
+            await run_in_store_thread(self.judge.close, timeout=JUDGE_TIMEOUT_S)
+        except Exception as e:
+            log.warning("episode changes not saved at stop (%s); the next start reads the store's", type(e).__name__)
         await self.writer.close()  # flushes the queue itself if the writer task died
         await asyncio.gather(writer_task, return_exceptions=True)
         log.info("stopped; %d results written", self.writer.written)
@@ -222,8 +225,9 @@ class Daemon:
 # How often an agent that started while its store was unreachable tries it again.
 STORE_RETRY_S = 10.0
 # The longest a run waits for its judge step (cross-vantage verdict, episode) before its
-# results are stored without it.
-JUDGE_TIMEOUT_S = 10.0
+# results are stored without it. A healthy step takes milliseconds; this only bounds a store
+# that does not answer (its results then reach the writer, and the spool, that much later).
+JUDGE_TIMEOUT_S = 5.0
 
 
 def recall_residual_blocking(judge: Judge, config: Config) -> None:

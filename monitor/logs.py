@@ -30,9 +30,11 @@ FORMATS = ("text", "json")
 LEVELS = ("debug", "info", "warning", "error")
 
 # Loggers of libraries whose INFO is detail, not events: warnings only unless debugging.
-THIRD_PARTY = ("alembic", "apscheduler", "httpx", "httpcore", "sqlalchemy", "asyncio", "urllib3", "psycopg")
-# Loggers that dump protocol internals (header blocks, credentials included) even at debug.
-NEVER_DEBUG = ("hpack", "h2")
+THIRD_PARTY = ("alembic", "apscheduler", "httpx", "httpcore", "asyncio", "urllib3", "psycopg")
+# Loggers whose detail is never wanted, even at debug: protocol internals (hpack/h2 dump
+# header blocks, credentials included) and SQLAlchemy's mapper set-up and every statement
+# with its rows (results' facts).
+CAPPED = {"hpack": logging.INFO, "h2": logging.INFO, "sqlalchemy": logging.WARNING}
 
 _context: ContextVar[dict[str, str]] = ContextVar("monitor_log_context", default={})
 _agent: list[str] = []
@@ -128,5 +130,5 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else max(logging.WARNING, root.level))
-    for name in NEVER_DEBUG:
-        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+    for name, floor in CAPPED.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))
