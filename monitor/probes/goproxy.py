@@ -406,7 +406,7 @@ async def _read(response: httpx.Response, cap: int, sink: IO[bytes] | None, what
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise _Stop(Failure(F.RESPONSE_TOO_LARGE, Operation.READ, f"{what}: Content-Length {declared} exceeds the limit of {cap} bytes"))
-    chunks: list[bytes] = []
+    body = bytearray()  # appended in place: a body sent in tiny chunks costs its bytes, not an object per chunk
     received = 0
     async with contextlib.aclosing(response.aiter_raw()) as stream:
         async for chunk in stream:  # each chunk >= 1 byte, so at most cap + 1 turns
@@ -417,12 +417,12 @@ async def _read(response: httpx.Response, cap: int, sink: IO[bytes] | None, what
             if sink is not None:
                 sink.write(chunk)
             else:
-                chunks.append(chunk)
+                body += chunk
     record["bytes"] = received
     if sink is not None:
         sink.flush()
         return received
-    return b"".join(chunks)
+    return bytes(body)
 
 
 def _info_version(body: bytes) -> str:
