@@ -428,7 +428,7 @@ async def _read(response: httpx.Response, cap: int, sink: IO[bytes] | None, what
 def _info_version(body: bytes) -> str:
     try:
         info = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         raise _Stop(Failure(F.HTTP_PROTOCOL_ERROR, Operation.READ, f"info: not JSON: {exc}")) from None
     version = info.get("Version") if isinstance(info, dict) else None
     if not isinstance(version, str):
