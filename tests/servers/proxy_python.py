@@ -79,10 +79,10 @@ class HttpProxy(TcpServer):
             return
         if self.behaviour == "endless_head":
             writer.write(b"HTTP/1.1 200 Connection established\r\n")
-            for i in range(_MAX_HEAD_LINES):
-                writer.write(b"X-Filler-%d: %s\r\n" % (i, b"f" * 16))
+            for i in range(0, _MAX_HEAD_LINES, 64):
+                writer.write(b"".join(b"X-Filler-%d: %s\r\n" % (j, b"f" * 16) for j in range(i, i + 64)))
                 await writer.drain()
-                await asyncio.sleep(0)  # fair to the client on this loop
+                await asyncio.sleep(0)  # fair to a client on this loop
             return
         if self.behaviour == "drip":
             for byte in b"HTTP/1.1 200 Connection established\r\n" + b"X" * int(HOLD_MAX / _DRIP):
