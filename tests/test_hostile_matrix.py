@@ -311,6 +311,12 @@ async def _(lab):
     return http(f"https://localhost:{server.port}/", http2=True)
 
 
+@row("http/http2-continuation-flood", "http_protocol_error", "http_round_trip")
+async def _(lab):
+    server = await lab.start(H2Server(ssl_context=lab.tls_context(alpn=["h2"]), behaviour="continuation_flood"))
+    return http(f"https://localhost:{server.port}/", http2=True)
+
+
 # --- git -----------------------------------------------------------------------------------------
 
 
