@@ -934,7 +934,13 @@ def _format_path(parts: list[Any]) -> str:
     return out or "(top level)"
 
 
-def _duplicate_keys(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], int, str]]:
+def _duplicate_keys(node: yaml.Node | None, path: tuple[Any, ...] = (), visited: set[int] | None = None) -> list[tuple[tuple[Any, ...], int, str]]:
+    # An alias is the anchored node itself, met again: each node is walked once, so a
+    # recursive alias (&a [*a]) ends and nested aliases (a "billion laughs") cost their size.
+    visited = set() if visited is None else visited
+    if id(node) in visited:
+        return []
+    visited.add(id(node))
     found = []
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -943,10 +949,10 @@ def _duplicate_keys(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> list[
             if key in seen:
                 found.append((path + (key,), k.start_mark.line + 1, f"duplicate key {key!r}"))
             seen.add(key)
-            found += _duplicate_keys(v, path + (key,))
+            found += _duplicate_keys(v, path + (key,), visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            found += _duplicate_keys(v, path + (i,))
+            found += _duplicate_keys(v, path + (i,), visited)
     return found
 
 
@@ -954,7 +960,8 @@ def _merge_defaults(raw: dict[str, Any]) -> None:
     defaults = raw.get("defaults")
     defaults = defaults if isinstance(defaults, dict) else {}
     base = Defaults.model_fields
-    for check in raw.get("checks") or []:
+    checks = raw.get("checks")
+    for check in checks if isinstance(checks, list) else []:  # not a list: validation says so
         if not isinstance(check, dict):
             continue
         for key in ("interval", "timeout", "vantages", "connect_timeout", "tls_timeout", "read_timeout"):
@@ -1056,6 +1063,8 @@ def load_config_text(text: str, filename: str = "<config>") -> Config:
         raise ConfigError([f"{filename}:{line}: yaml: {e.problem or e}"]) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"{filename}:1: yaml: {e}"]) from None
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise ConfigError([f"{filename}:1: yaml: nested too deeply"]) from None
 
     located = _Located(root)
     if raw is None:

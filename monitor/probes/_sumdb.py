@@ -140,7 +140,7 @@ def open_note(msg: bytes, key: VerifierKey) -> Note:
         name, _, b64 = line[len(_SIG_PREFIX) :].decode().partition(" ")
         try:
             raw = base64.b64decode(b64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII at all
             raw = b""
         if not _valid_name(name) or len(raw) < 5:
             raise SumdbError("malformed note: bad signature line")
@@ -159,13 +159,18 @@ def open_note(msg: bytes, key: VerifierKey) -> Note:
     return Note(text, tuple(dict.fromkeys(unknown)))
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only, as Go's strconv reads them (str.isdigit also accepts '²' and '١')."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_tree(text: bytes) -> Tree:
     """tlog.ParseTree: three lines (and, for forward compatibility, maybe more)."""
     if not text.startswith(_TREE_HEADER) or text.count(b"\n") < 3 or len(text) > _MAX_TREE_TEXT:
         raise SumdbError("malformed tree note")
     lines = text.split(b"\n", 3)
     size_text = lines[1].decode()
-    if not size_text.isdigit() or str(int(size_text)) != size_text or int(size_text) >= 1 << 63:
+    if not _decimal(size_text) or str(int(size_text)) != size_text or int(size_text) >= 1 << 63:
         raise SumdbError("malformed tree note: bad size")
     try:
         root = base64.b64decode(lines[2], validate=True)
@@ -208,7 +213,7 @@ def parse_lookup(body: bytes, key: VerifierKey, module: str, version: str) -> Lo
     note.Open and tlog.ParseTree on the rest)."""
     first, sep, rest = body.partition(b"\n")
     id_text = first.decode("utf-8", "replace")
-    if not sep or not id_text.isdigit() or int(id_text) >= 1 << 63:
+    if not sep or not _decimal(id_text) or int(id_text) >= 1 << 63:
         raise SumdbError("malformed record: bad record id")
     end = rest.find(b"\n\n")
     if end < 0 or not _valid_record_text(rest[: end + 1]):

@@ -96,7 +96,7 @@ async def _body(response: httpx.Response, timing: _RoundTrip, m: Measurement) ->
     if not 200 <= response.status_code <= 299:  # RFC 8484 §4.2.1: only 2xx carries an answer
         m.add(Phase.DNS_ROUND_TRIP, timing.elapsed())
         raise NetError(Failure(FailureClass.HTTP_STATUS, Operation.HTTP_ROUND_TRIP, f"status {response.status_code}, expected 2xx"), timing.elapsed())
-    body = b""
+    body = bytearray()  # appended in place: a body in tiny chunks (1-byte DATA frames) is not copied over and over
     try:
         # Decoded (a server may gzip) with the cap on the decoded bytes.
         async with contextlib.aclosing(decoded_chunks(response, MAX_MESSAGE)) as chunks:
@@ -111,4 +111,4 @@ async def _body(response: httpx.Response, timing: _RoundTrip, m: Measurement) ->
     except (httpx.HTTPError, OSError) as e:
         m.add(Phase.DNS_ROUND_TRIP, timing.elapsed())
         raise failed(e, Operation.READ, timing.elapsed()) from e
-    return body
+    return bytes(body)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import time
 import zlib
@@ -128,7 +129,7 @@ def _advertised_type(response: httpx.Response, m: Measurement) -> Failure | None
 async def _first_ref(response: httpx.Response, m: Measurement) -> Failure | None:
     """Read the advertisement until its first ref is in (decoded — a host may gzip it — with
     the cap on the decoded bytes)."""
-    body = b""
+    body = bytearray()  # appended in place: a server sending tiny chunks costs no copies
     try:
         async with contextlib.aclosing(decoded_chunks(response, _MAX_ADVERTISEMENT)) as chunks:
             async for chunk in chunks:
@@ -160,22 +161,26 @@ def _describe_ref(found: tuple[str, str | None] | Failure | None, m: Measurement
     return found
 
 
-def _parse_advertisement(body: bytes, *, complete: bool) -> tuple[str, str | None] | Failure | None:
+def _parse_advertisement(body: bytes | bytearray, *, complete: bool) -> tuple[str, str | None] | Failure | None:
     """(first ref name, server agent) once a ref is in; a Failure if the body is not a ref
     advertisement or advertises none; None if more must be read (only while not `complete`)."""
+    # Only the first lines matter: the service line, a flush, perhaps "version 1", the first
+    # ref. Parsing no further keeps each call short however much has come in: it is called
+    # once per chunk.
     try:
-        lines = list(_pkt_lines(body))
+        lines = list(itertools.islice(_pkt_lines(body), 4))
     except _Malformed as e:
         return e.failure
     if lines and (lines[0] is None or lines[0].rstrip(b"\n") != _SERVICE_LINE):
         return _not_git(f"advertisement does not open with '# service=git-upload-pack': {(lines[0] or b'0000')[:60]!r}")
     if len(lines) >= 2 and lines[1] is not None:
         return _not_git("no flush-pkt after the service line")
-    for line in lines[2:]:
+    for i, line in enumerate(lines[2:], start=2):
         if line is None:  # the flush that ends the list, before any ref
             return _not_git("no refs advertised (an empty repository?)")
-        if not line.startswith(b"version "):  # protocol v1 announces itself, then advertises as v0
-            return _ref(line)
+        if i == 2 and line.startswith(b"version "):  # protocol v1 announces itself (once), then advertises as v0
+            continue
+        return _ref(line)
     return _not_git("advertisement ended before any ref") if complete else None
 
 
@@ -191,7 +196,7 @@ def _ref(line: bytes) -> tuple[str, str | None] | Failure:
     return name.decode("utf-8", "replace"), agent
 
 
-def _pkt_lines(body: bytes) -> Iterator[bytes | None]:
+def _pkt_lines(body: bytes | bytearray) -> Iterator[bytes | None]:
     """The complete pkt-lines at the start of `body`; None stands for a flush-pkt."""
     pos = 0
     while pos + 4 <= len(body):  # each turn advances at least 4 bytes
@@ -207,7 +212,7 @@ def _pkt_lines(body: bytes) -> Iterator[bytes | None]:
             raise _Malformed(f"unexpected special pkt-line {size:04x} in a v0 advertisement")
         if pos + size > len(body):
             return
-        yield body[pos + 4 : pos + size]
+        yield bytes(body[pos + 4 : pos + size])
         pos += size
 
 

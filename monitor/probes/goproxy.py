@@ -400,7 +400,7 @@ async def _read(response: httpx.Response, cap: int, sink: IO[bytes] | None, what
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise _Stop(Failure(F.RESPONSE_TOO_LARGE, Operation.READ, f"{what}: Content-Length {declared} exceeds the limit of {cap} bytes"))
-    chunks: list[bytes] = []
+    body = bytearray()  # appended in place: a body sent in tiny chunks costs its bytes, not an object per chunk
     received = 0
     async with contextlib.aclosing(response.aiter_raw()) as stream:
         async for chunk in stream:  # each chunk >= 1 byte, so at most cap + 1 turns
@@ -411,18 +411,18 @@ async def _read(response: httpx.Response, cap: int, sink: IO[bytes] | None, what
             if sink is not None:
                 sink.write(chunk)
             else:
-                chunks.append(chunk)
+                body += chunk
     record["bytes"] = received
     if sink is not None:
         sink.flush()
         return received
-    return b"".join(chunks)
+    return bytes(body)
 
 
 def _info_version(body: bytes) -> str:
     try:
         info = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         raise _Stop(Failure(F.HTTP_PROTOCOL_ERROR, Operation.READ, f"info: not JSON: {exc}")) from None
     version = info.get("Version") if isinstance(info, dict) else None
     if not isinstance(version, str):

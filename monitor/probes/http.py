@@ -336,6 +336,11 @@ class Stream(httpcore.AsyncNetworkStream):
         limit = self._m.limit("read")
         try:
             async with asyncio.timeout(limit):
+                # A read that finds data waiting returns without suspending, so a server that
+                # sends faster than we parse (a flood of 100 Continue) would hold the event
+                # loop — every other probe, and this deadline — for as long as it likes.
+                # Yield once per read: the deadline can fire and the loop stays fair.
+                await asyncio.sleep(0)
                 if self.tls is not None:
                     data = await self.tls.recv(max_bytes)
                 else:

@@ -9,6 +9,13 @@ Behaviours (UDP; TCP on the same port answers the full reply where that makes se
   wrong_source  the true reply, sent from another port
   junk          bytes that are not a DNS message
   truncate      UDP reply with TC set and no answers; TCP gives the full answer
+  truncate_reset  UDP reply with TC set; the TCP retry is reset once the query is in
+  cut_short     the true reply cut off in the middle of its answer
+  pointer_loop  a reply whose question name is a compression pointer to itself
+  other_question  a true reply, to another question (right id)
+  junk_flood    a flood of junk datagrams for one query (more than a client should record)
+  length_lie    TCP: a length prefix of 512, 10 bytes, then close
+  drip          TCP: a length prefix, then the reply one byte at a time, slower and slower
   silent        never answers
   nxdomain / servfail / refused / noanswer   a reply with that outcome
 The server runs its own event loop in a thread so that sync and async tests, and a CLI
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 from dataclasses import dataclass, field
 
@@ -30,7 +38,10 @@ import dns.rdatatype
 import dns.rrset
 
 from tests.servers.dns_unbound import free_port
-from tests.servers.tcp import HOLD_MAX
+from tests.servers.tcp import HOLD_MAX, reset
+
+JUNK_FLOOD = 200  # datagrams answered to one query by junk_flood
+_DRIP_BYTES = 200  # bytes drip sends at most, one per interval
 
 TRUE_ADDRESSES = {"A": ("93.184.216.34",), "AAAA": ("2606:2800:220:1:248:1893:25c8:1946",)}
 FORGED_ADDRESSES = {"A": ("31.13.94.37",), "AAAA": ("2001::4136:e378:8000:63bf:3fff:fdd2",)}  # GFW pool / Teredo
@@ -132,10 +143,22 @@ class HostileDns:
             self._other.sendto(await self._true_reply(query), source)
         elif b == "junk":
             transport.sendto(wire[:2] + b"<html>", source)  # right id, then not a DNS header
-        elif b == "truncate":
+        elif b in ("truncate", "truncate_reset"):
             reply = self._response(query, {})
             reply.flags |= dns.flags.TC
             transport.sendto(reply.to_wire(), source)
+        elif b == "cut_short":
+            true = await self._true_reply(query)
+            transport.sendto(true[: len(true) - 7], source)  # inside the answer's address
+        elif b == "pointer_loop":
+            transport.sendto(pointer_loop(query), source)
+        elif b == "other_question":
+            other = dns.message.make_query("other.example.test", query.question[0].rdtype)
+            other.id = query.id
+            transport.sendto(self._response(other, self.true).to_wire(), source)
+        elif b == "junk_flood":
+            for i in range(JUNK_FLOOD):
+                transport.sendto(wire[:2] + b"junk %d" % i, source)
         else:
             transport.sendto(self._outcome(query).to_wire(), source)
 
@@ -162,6 +185,18 @@ class HostileDns:
                 wire = reply.to_wire()
             elif self.behaviour == "junk":
                 wire = b"<html></html>"
+            elif self.behaviour == "truncate_reset":
+                reset(writer)
+                return
+            elif self.behaviour == "pointer_loop":
+                wire = pointer_loop(query)
+            elif self.behaviour == "length_lie":
+                writer.write((512).to_bytes(2, "big") + self._response(query, self.true).to_wire()[:10])
+                await writer.drain()
+                return
+            elif self.behaviour == "drip":
+                await _drip(writer, self._response(query, self.true).to_wire())
+                return
             else:
                 wire = self._response(query, self.true).to_wire()
             writer.write(len(wire).to_bytes(2, "big") + wire)
@@ -170,6 +205,26 @@ class HostileDns:
             pass
         finally:
             writer.close()
+
+
+def pointer_loop(query: dns.message.Message) -> bytes:
+    """A reply header (right id, one question, one answer) whose question name is a
+    compression pointer to its own offset (12): a loop for a parser that follows it."""
+    header = struct.pack("!6H", query.id, 0x8180, 1, 1, 0, 0)
+    question = b"\xc0\x0c" + struct.pack("!2H", 1, 1)
+    answer = b"\xc0\x0c" + struct.pack("!2HIH", 1, 1, 300, 4) + bytes([93, 184, 216, 34])
+    return header + question + answer
+
+
+async def _drip(writer: asyncio.StreamWriter, reply: bytes) -> None:
+    """The length prefix of a reply padded to _DRIP_BYTES, then its bytes one at a time, each
+    after a longer pause (10 ms more each time): a client waiting per read never times out."""
+    body = reply.ljust(_DRIP_BYTES, b"\0")
+    writer.write(len(body).to_bytes(2, "big"))
+    for i, byte in enumerate(body):
+        await writer.drain()
+        await asyncio.sleep(min(0.01 * (i + 1), 0.2))
+        writer.write(bytes([byte]))
 
 
 class _Udp(asyncio.DatagramProtocol):

@@ -1,7 +1,8 @@
 """A git smart-HTTP server: git's own `git http-backend` run as a CGI program behind a small
 HTTP/1.1 front, one request per connection, serving the bare repositories under a root.
 `/portal/...` answers 200 with an HTML page instead, as a captive portal or a login wall does;
-`/bomb/...` answers a gzip-encoded "advertisement" of ~64 KB that inflates to 64 MiB of zeros.
+`/bomb/...` answers a gzip-encoded "advertisement" of ~64 KB that inflates to 64 MiB of zeros;
+`/versions/...` a service line, then "version 1" pkt-lines in a chunked body that never ends.
 
 `make_repositories(directory)` creates `repo.git` (one commit on main) and `empty.git`.
 """
@@ -59,6 +60,8 @@ class GitHttpServer(TcpServer):
         path, _, query = request.target.partition("?")
         if path.startswith("/portal/"):
             status, headers, body = 200, [("Content-Type", "text/html")], _PORTAL
+        elif path.startswith("/versions/"):
+            return await _versions_forever(writer)
         elif path.startswith("/bomb/"):
             headers = [("Content-Type", "application/x-git-upload-pack-advertisement"), ("Content-Encoding", "gzip")]
             status, body = 200, gzip_bomb()
@@ -90,6 +93,19 @@ class GitHttpServer(TcpServer):
             elif name:
                 headers.append((name, value.strip()))
         return status, headers, body
+
+
+async def _versions_forever(writer: asyncio.StreamWriter) -> None:
+    head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\nTransfer-Encoding: chunked\r\n\r\n"
+    opening = b"001e# service=git-upload-pack\n0000"
+    writer.write(head.encode() + b"%x\r\n%s\r\n" % (len(opening), opening))
+    version = b"000eversion 1\n"
+    piece = b"%x\r\n%s\r\n" % (len(version), version) * 1000  # a chunk per pkt-line
+    until = asyncio.get_running_loop().time() + HOLD_MAX
+    while asyncio.get_running_loop().time() < until:  # or until the client goes (a reset ends the write)
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0)
 
 
 def _split_cgi(output: bytes) -> tuple[bytes, bytes]:

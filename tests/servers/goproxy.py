@@ -25,6 +25,7 @@ from tests.servers.goproxy_sumdb import TestLog
 from tests.servers.tcp import TcpServer
 
 _MAX_REQUESTS_PER_CONNECTION = 100
+_MAX_ENDLESS_BYTES = 64 << 20
 _REASONS = {200: "OK", 404: "Not Found", 410: "Gone", 500: "Internal Server Error"}
 
 
@@ -34,6 +35,17 @@ class Response:
     body: bytes = b""
     # Seconds to wait after the headers before sending the body (a slow proxy).
     delay: float = 0.0
+    # A Content-Length that lies about the body (None: the body's true length).
+    content_length: int | None = None
+    # Send the body over and over, chunked, never ending (an endless @v/list): at most
+    # _MAX_ENDLESS_BYTES, and only while the client reads.
+    endless: bool = False
+    # Send the body chunked, this many bytes a chunk (0: whole, with a Content-Length).
+    chunk_size: int = 0
+
+    def __post_init__(self) -> None:
+        # The chunked coding made now, not while a request waits (nor while a test traces memory).
+        self.chunked_body = _chunked(self.body, self.chunk_size) if self.chunk_size else b""
 
 
 Route = Response | Callable[[], Response]
@@ -152,12 +164,38 @@ class GoproxyServer(TcpServer):
             self.requests.append(target)
             response = self.route(target)
             reason = _REASONS.get(response.status, "Status")
+            length = len(response.body) if response.content_length is None else response.content_length
+            chunked = response.endless or response.chunk_size > 0
+            framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}"
             writer.write(
-                f"HTTP/1.1 {response.status} {reason}\r\nContent-Length: {len(response.body)}\r\n"
+                f"HTTP/1.1 {response.status} {reason}\r\n{framing}\r\n"
                 "Content-Type: application/octet-stream\r\n\r\n".encode()
             )
             await writer.drain()
             if response.delay:
                 await asyncio.sleep(response.delay)
+            if response.endless:
+                await _endless(writer, response.body)
+                return
+            if response.chunk_size:
+                writer.write(response.chunked_body)
+                await writer.drain()
+                continue
             writer.write(response.body)
             await writer.drain()
+            if response.content_length is not None and response.content_length != len(response.body):
+                return  # the framing is broken: this connection carries nothing more
+
+
+def _chunked(body: bytes, size: int) -> bytes:
+    """`body` in chunked transfer coding, `size` bytes a chunk."""
+    pieces = (body[i : i + size] for i in range(0, len(body), size))
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+async def _endless(writer: asyncio.StreamWriter, piece: bytes) -> None:
+    chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+    for _ in range(_MAX_ENDLESS_BYTES // len(piece)):  # until the client stops reading (a reset), or the bound
+        writer.write(chunk)
+        await writer.drain()
+        await asyncio.sleep(0)  # drain() does not yield until the buffers are full: be fair to the client

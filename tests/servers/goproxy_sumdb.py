@@ -20,11 +20,12 @@ _TILE_PATH = re.compile(r"tile/8/(data|\d+)/((?:x\d{3}/)*\d{3})(?:\.p/(\d+))?")
 
 
 class SigningKey:
-    """An Ed25519 signer for a checksum database `name`, with its verifier key string."""
+    """An Ed25519 signer for a checksum database `name`, with its verifier key string; a new
+    random key, or the one whose 32-byte private `seed` is given (the same in every run)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, seed: bytes | None = None):
         self.name = name
-        self._private = Ed25519PrivateKey.generate()
+        self._private = Ed25519PrivateKey.generate() if seed is None else Ed25519PrivateKey.from_private_bytes(seed)
         public = b"\x01" + self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.key_hash = hashlib.sha256(name.encode() + b"\n" + public).digest()[:4]
         self.vkey = f"{name}+{self.key_hash.hex()}+{base64.b64encode(public).decode()}"

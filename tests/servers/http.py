@@ -12,6 +12,17 @@ Routes:
   /truncated            Content-Length 100, 10 bytes, then close
   /close                close without answering
   /junk                 bytes that are not HTTP
+and the hostile ones, each wrong in one way:
+  /slowloris-headers    a status line, then a header trickled a byte every 50 ms, never ended
+  /endless-headers      header lines as fast as the client reads, never a blank line
+  /huge-header          one 1 MiB header line, then a normal end and body
+  /drip                 Content-Length 1000, then the body a byte every 50 ms
+  /reset-mid-body       Content-Length 100000, 1000 bytes, then a TCP reset
+  /length-invalid       Content-Length: abc
+  /length-conflict      two different Content-Length headers
+  /chunked-garbage      Transfer-Encoding: chunked, then a chunk size that is not hex
+  /gzip-bomb            Content-Encoding: gzip, ~64 KiB that inflate to 64 MiB
+  /informational-flood  "100 Continue" after "100 Continue", as fast as they go, never a final answer
   anything else         404
 
 `python -m tests.servers.http --cert C --key K` serves HTTPS on 127.0.0.1 for bench/ and
@@ -27,10 +38,13 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from tests.servers.tcp import HOLD_MAX, TcpServer
+from tests.servers.dns_doh_hostile import gzip_bomb
+from tests.servers.tcp import HOLD_MAX, TcpServer, reset
 
 _MAX_REQUESTS_PER_CONNECTION = 100
 _CHUNK = 64 * 1024
+_DRIP = 0.05  # s between two bytes of a trickle
+_MAX_HEADER_LINES = 200_000  # what /endless-headers sends at most (~6 MB), if the client keeps reading
 _REASONS = {200: "OK", 204: "No Content", 302: "Found", 404: "Not Found", 500: "Internal Server Error"}
 
 
@@ -97,9 +111,64 @@ class HttpServer(TcpServer):
                 writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01 not http\r\n\r\n")
                 await writer.drain()
                 return False
+            case ["slowloris-headers"]:
+                writer.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+                await _trickle(writer, b"a" * int(HOLD_MAX / _DRIP))
+                return False
+            case ["endless-headers"]:
+                writer.write(b"HTTP/1.1 200 OK\r\n")
+                for i in range(0, _MAX_HEADER_LINES, 64):
+                    writer.write(b"".join(b"X-Filler-%d: %s\r\n" % (j, b"f" * 16) for j in range(i, i + 64)))
+                    await writer.drain()
+                    await asyncio.sleep(0)  # drain() does not yield until the buffers are full: be fair to a client on this loop
+                return False
+            case ["huge-header"]:
+                writer.write(_head(200, [("X-Huge", "h" * (1 << 20)), ("Content-Length", "3")]) + b"ok\n")
+                await writer.drain()
+            case ["drip"]:
+                writer.write(_head(200, [("Content-Length", "1000")]))
+                await _trickle(writer, b"d" * 1000)
+                return False
+            case ["reset-mid-body"]:
+                writer.write(_head(200, [("Content-Length", "100000")]) + b"r" * 1000)
+                await writer.drain()
+                reset(writer)
+                return False
+            case ["length-invalid"]:
+                writer.write(_head(200, [("Content-Length", "abc")]) + b"abc")
+                await writer.drain()
+                return False
+            case ["length-conflict"]:
+                writer.write(_head(200, [("Content-Length", "3"), ("Content-Length", "30")]) + b"ok\n")
+                await writer.drain()
+                return False
+            case ["chunked-garbage"]:
+                writer.write(_head(200, [("Transfer-Encoding", "chunked")]) + b"5\r\nhello\r\nzz\r\nnot a chunk\r\n")
+                await writer.drain()
+                return False
+            case ["informational-flood"]:
+                piece = b"HTTP/1.1 100 Continue\r\n\r\n" * 1000
+                until = asyncio.get_running_loop().time() + HOLD_MAX
+                while asyncio.get_running_loop().time() < until:
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0)
+                return False
+            case ["gzip-bomb"]:
+                bomb = gzip_bomb()
+                writer.write(_head(200, [("Content-Encoding", "gzip"), ("Content-Length", str(len(bomb)))]) + bomb)
+                await writer.drain()
             case _:
                 await _send(writer, 404, b"no\n", head_only=head_only)
         return True
+
+
+async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """`data` a byte at a time, _DRIP apart: never a pause long enough for a per-read timeout."""
+    for i in range(len(data)):
+        writer.write(data[i : i + 1])
+        await writer.drain()
+        await asyncio.sleep(_DRIP)
 
 
 def _parse(head: bytes) -> Request:

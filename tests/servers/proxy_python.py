@@ -6,9 +6,14 @@ see the name it was sent (remote DNS), the credentials and where the client came
 HttpProxy behaviours:   "tunnel" (CONNECT, and forward for absolute-URI requests),
                         "status" (answer every request with `status`),
                         "close" (read the request, close without a word: mid-handshake),
-                        "junk" (answer with bytes that are not HTTP).
+                        "junk" (answer with bytes that are not HTTP),
+                        "lie" (200 to CONNECT, then read what comes and close: no tunnel),
+                        "endless_head" (a 200 whose header lines never end),
+                        "drip" (the answer a byte every 50 ms, never complete).
 Socks5Proxy behaviours: "tunnel", "reply" (answer CONNECT with reply code `reply`),
-                        "close" (read the greeting, close), "not_socks" (answer as HTTP would).
+                        "close" (read the greeting, close), "not_socks" (answer as HTTP would),
+                        "wrong_version" (a SOCKS4 version byte in the greeting's answer),
+                        "bad_address_type" (success, bound address of an unknown type 7).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from typing import Sequence
 from urllib.parse import urlsplit
 
 from tests.servers.proxy_relay import relay
-from tests.servers.tcp import TcpServer
+from tests.servers.tcp import HOLD_MAX, TcpServer
+
+_DRIP = 0.05  # s between two bytes of a trickled answer
+_MAX_HEAD_LINES = 100_000  # what endless_head sends at most, if the client keeps reading
 
 _REASONS = {200: "Connection established", 403: "Forbidden", 407: "Proxy Authentication Required", 502: "Bad Gateway"}
 
@@ -65,6 +73,23 @@ class HttpProxy(TcpServer):
             return
         if self.behaviour == "status":
             return await _answer(writer, self.status)
+        if self.behaviour == "lie":
+            await _answer(writer, 200, close=False)
+            await reader.read(65536)  # what the client sends into the "tunnel"; then close (FIN, nothing unread)
+            return
+        if self.behaviour == "endless_head":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n")
+            for i in range(0, _MAX_HEAD_LINES, 64):
+                writer.write(b"".join(b"X-Filler-%d: %s\r\n" % (j, b"f" * 16) for j in range(i, i + 64)))
+                await writer.drain()
+                await asyncio.sleep(0)  # fair to a client on this loop
+            return
+        if self.behaviour == "drip":
+            for byte in b"HTTP/1.1 200 Connection established\r\n" + b"X" * int(HOLD_MAX / _DRIP):
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(_DRIP)
+            return
         if self.credentials is not None and asked.credentials != self.credentials:
             return await _answer(writer, 407, [("Proxy-Authenticate", 'Basic realm="test"')])
         if method == "CONNECT":
@@ -114,6 +139,10 @@ class Socks5Proxy(TcpServer):
             writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
             await writer.drain()
             return
+        if self.behaviour == "wrong_version":
+            writer.write(b"\x04\x00")
+            await writer.drain()
+            return
         if self.credentials is None:
             writer.write(b"\x05\x00")
         elif 2 not in methods:
@@ -141,6 +170,10 @@ class Socks5Proxy(TcpServer):
         asked.target = f"{host}:{port}"
         if self.behaviour == "reply":
             writer.write(bytes([5, self.reply, 0, 1, 0, 0, 0, 0, 0, 0]))
+            await writer.drain()
+            return
+        if self.behaviour == "bad_address_type":
+            writer.write(bytes([5, 0, 0, 7, 0, 0, 0, 0, 0, 0]))
             await writer.drain()
             return
         try:

@@ -1,6 +1,7 @@
 """Real TCP (and TLS) servers on loopback for tests, plus the hostile behaviours a probe must
 classify: reset on accept, reset after the first bytes (how SNI filters act), close after
-the first bytes, silence, junk, a closed port and a port whose accept queue is full.
+the first bytes, silence, junk, a TLS alert, a TLS handshake that drips, a closed port and
+a port whose accept queue is full.
 
 A server runs in the test's event loop, listens on port 0 and tracks its connections, so
 stop() ends every one of them — no handler outlives its test.
@@ -114,6 +115,31 @@ async def junk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02 not what you asked for\r\n\r\n")
     await writer.drain()
     await silent(reader, writer)
+
+
+async def tls_alert(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read the ClientHello, answer with a fatal TLS alert (handshake_failure), as a server
+    with nothing in common with the client, or a middlebox refusing the name, does."""
+    await _tls_record(reader)
+    writer.write(b"\x15\x03\x03\x00\x02\x02\x28")
+    await writer.drain()
+    await silent(reader, writer)
+
+
+async def tls_drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read the ClientHello, announce a 16 KiB handshake record, then send it a byte every
+    50 ms: each byte arrives well within any per-read timeout, the handshake never ends."""
+    await _tls_record(reader)
+    writer.write(b"\x16\x03\x03\x40\x00")
+    for _ in range(int(HOLD_MAX / 0.05)):
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"\x02")
+
+
+async def _tls_record(reader: asyncio.StreamReader) -> bytes:
+    header = await reader.readexactly(5)
+    return header + await reader.readexactly(int.from_bytes(header[3:5], "big"))
 
 
 def closed_port(host: str = "127.0.0.1") -> int:
