@@ -58,3 +58,33 @@ async def test_a_run_waiting_for_the_cap_reports_its_lag_before_it_starts() -> N
     assert len(started) == 1  # the other one never got the slot in this window...
     waiting = "b" if started == ["a"] else "a"
     assert max(lags[waiting], default=0.0) >= 1.0, lags  # ...yet its growing lag was reported
+
+
+async def test_a_check_changed_while_its_run_is_in_flight_never_overlaps_and_the_old_run_concludes_as_stale() -> None:
+    events: list[tuple[str, float, bool | None]] = []  # (what, when, current)
+
+    async def probe(check: Check, vantage: str) -> list:
+        events.append((f"start {check.interval:g}", asyncio.get_running_loop().time(), None))
+        await asyncio.sleep(1.2)
+        events.append((f"end {check.interval:g}", asyncio.get_running_loop().time(), None))
+        return []
+
+    async def conclude(check: Check, vantage: str, results: list, current: bool) -> None:
+        events.append((f"conclude {check.interval:g}", asyncio.get_running_loop().time(), current))
+
+    scheduler = CheckScheduler(probe, conclude, max_concurrency=64, on_lag=lambda *a: None)
+    scheduler.apply(config("c"))  # interval 400ms
+    scheduler.start()
+    try:
+        while not any(e[0] == "start 0.4" for e in events):
+            await asyncio.sleep(0.05)
+        changed = load_config_text('checks:\n  - {name: c, kind: tcp, target: "127.0.0.1:9", interval: 500ms, timeout: 300ms}\n')
+        scheduler.apply(changed)  # the same job id, a new check, while the old run is in flight
+        await asyncio.sleep(3.0)
+    finally:
+        await scheduler.shutdown(2.0)
+    old_end = next(t for what, t, _ in events if what == "end 0.4")
+    new_start = next(t for what, t, _ in events if what == "start 0.5")
+    assert new_start >= old_end  # one run of the check at a time, across the change
+    assert [c for what, _, c in events if what == "conclude 0.4"] == [False]  # stale: no episode step
+    assert all(c for what, _, c in events if what == "conclude 0.5")
