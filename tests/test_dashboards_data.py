@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import subprocess
 import time
@@ -55,8 +56,11 @@ TARGET_LABELS = {"agent", "job", "instance"}
 READER_SQL = ROOT / "deploy" / "postgres" / "init" / "grafana-reader.psql"
 
 KEY = SigningKey("sum.test.example")
-MOD = Module("example.com/hello", "v1.0.0", {"hello.go": b"package hello\n"})
-TAMPERED = Module(MOD.path, MOD.version, {"hello.go": b"package hello\n\nfunc init() { beacon() }\n"})
+# A zip of a few hundred kB, which crosses loopback in several reads: a zip of one read has no
+# measurable transfer phase, hence no throughput series for the board's zip panel.
+_DATA = bytes(random.Random(13).getrandbits(8) for _ in range(300_000))
+MOD = Module("example.com/hello", "v1.0.0", {"hello.go": b"package hello\n", "testdata/blob.bin": _DATA})
+TAMPERED = Module(MOD.path, MOD.version, {"hello.go": b"package hello\n\nfunc init() { beacon() }\n", "testdata/blob.bin": _DATA})
 
 
 def _config(port: dict[str, int], ca: Path, db_url: str, resolvers: list[str]) -> str:
