@@ -58,6 +58,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp, ServerLoop() as loop:
         directory = Path(tmp)
+        (directory / "pki").mkdir()
         pki = make_pki(directory / "pki")
         https = loop.start(HttpServer(ssl_context=server_context(pki.valid, alpn=["http/1.1"])))
         http = loop.start(HttpServer())
