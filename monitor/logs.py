@@ -30,7 +30,10 @@ FORMATS = ("text", "json")
 LEVELS = ("debug", "info", "warning", "error")
 
 # Loggers of libraries whose INFO is detail, not events: warnings only unless debugging.
-THIRD_PARTY = ("alembic", "apscheduler", "httpx", "httpcore", "asyncio", "urllib3", "psycopg")
+THIRD_PARTY = ("alembic", "httpx", "httpcore", "asyncio", "urllib3", "psycopg")
+# APScheduler warns about every run it skips or misses; monitor.scheduler says the same once,
+# with the reason and the count (and the skipped-runs counter): errors only unless debugging.
+QUIETER = {"apscheduler": logging.ERROR}
 # Loggers whose detail is never wanted, even at debug: protocol internals (hpack/h2 dump
 # header blocks, credentials included) and SQLAlchemy's mapper set-up and every statement
 # with its rows (results' facts).
@@ -130,5 +133,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else max(logging.WARNING, root.level))
+    for name, level in QUIETER.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else max(level, root.level))
     for name, floor in CAPPED.items():
         logging.getLogger(name).setLevel(max(floor, root.level))
