@@ -15,6 +15,7 @@ from __future__ import annotations
 import _ssl
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import socket
@@ -302,21 +303,33 @@ def _presented_chain(tls: ssl.SSLObject) -> list[bytes]:
 def _tls_info(tls: ssl.SSLObject, *, verified: bool, after_client_hello: float | None) -> TLSInfo:
     chain = _presented_chain(tls)
     cipher = tls.cipher()
-    leaf: dict[str, Any] = _leaf_fields(chain[0]) if chain else {}
     return TLSInfo(
         version=tls.version(),
         cipher=cipher[0] if cipher else None,
         alpn=tls.selected_alpn_protocol(),
-        chain_sha256=tuple(hashlib.sha256(der).hexdigest() for der in chain),
+        chain_sha256=tuple(_sha256(der) for der in chain),
         verified=verified,
         after_client_hello=after_client_hello,
-        **leaf,
+        **(_leaf_fields(chain[0]) if chain else {}),
     )
 
 
+# A prober meets the same few certificates over and over: what it reads from them is kept,
+# keyed by their DER bytes (the certificate itself, so a changed certificate is a new key),
+# instead of being parsed again on every handshake. Bounded, least recently used first out.
+_CERTIFICATES_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=_CERTIFICATES_KEPT)
+def _sha256(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+@functools.lru_cache(maxsize=_CERTIFICATES_KEPT)
 def _leaf_fields(der: bytes) -> dict[str, Any]:
     """Subject, issuer, SANs and expiry of the leaf. A certificate OpenSSL accepted but
-    cryptography cannot parse leaves these empty rather than failing the probe."""
+    cryptography cannot parse leaves these empty rather than failing the probe.
+    Cached: callers unpack the dict and must not change it."""
     try:
         cert = x509.load_der_x509_certificate(der)
         try:
