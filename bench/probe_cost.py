@@ -238,6 +238,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3, help="interleaved reps (default 3)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--only-monitor", action="store_true", help="run monitor's probes only (to profile them), no blackbox figures")
     args = parser.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     if BLACKBOX is None or not Path(NGINX).exists():
@@ -277,6 +278,9 @@ def run(args: argparse.Namespace, kinds: list[str], nginx: Nginx, dns_port: int,
         }
         for kind in kinds
     }
+    if args.only_monitor:
+        for kind in tools:
+            del tools[kind]["blackbox"]
     for kind in kinds:  # warm-up: imports, contexts, caches, page cache
         for tool in tools[kind].values():
             tool(max(c, n // 20))
@@ -286,8 +290,15 @@ def run(args: argparse.Namespace, kinds: list[str], nginx: Nginx, dns_port: int,
         for kind in kinds:
             order = ("monitor", "blackbox") if rep % 2 == 0 else ("blackbox", "monitor")
             for tool in order:
-                samples[kind, tool].append(tools[kind][tool](n))
+                if tool in tools[kind]:
+                    samples[kind, tool].append(tools[kind][tool](n))
     elapsed = time.perf_counter() - started
+    if args.only_monitor:
+        for kind in kinds:
+            per = [1000 * s.cpu / n for s in samples[kind, "monitor"]]
+            print(f"{LABELS[kind]:<38} monitor CPU ms/probe {statistics.median(per):.3f} ({min(per):.3f}–{max(per):.3f})"
+                  f", failed {sum(s.failures for s in samples[kind, 'monitor'])}")
+        return
 
     print(f"{n} probes per kind and tool per rep, concurrency {c}, {args.reps} interleaved reps ({elapsed:.0f} s);"
           " CPU of the prober process only; median (min–max) over reps")
