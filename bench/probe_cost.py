@@ -24,6 +24,7 @@ import asyncio
 import os
 import resource
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -181,6 +182,32 @@ def _rss_mib(pid: int | str) -> float:
 # --- monitor's side ---------------------------------------------------------------------------
 
 
+class HandshakeClock:
+    """CPU time spent inside OpenSSL's handshake (thread_time around each real
+    ssl.SSLObject.do_handshake call), to split a TLS probe's cost into OpenSSL's part and
+    the rest. Only with --only-monitor: it wraps a stdlib method for the run's duration."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._original = ssl.SSLObject.do_handshake
+
+    def __enter__(self) -> HandshakeClock:
+        original = self._original
+
+        def do_handshake(tls: ssl.SSLObject) -> None:
+            started = time.thread_time()
+            try:
+                return original(tls)
+            finally:
+                self.seconds += time.thread_time() - started
+
+        ssl.SSLObject.do_handshake = do_handshake  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ssl.SSLObject.do_handshake = self._original  # type: ignore[method-assign]
+
+
 def checks(nginx: Nginx, dns_udp: str) -> dict[str, Callable[[], Awaitable[bool]]]:
     """Per kind, one probe run the way the daemon runs it; True if it succeeded."""
     base = {"name": "bench", "interval": 60, "timeout": 5, "vantages": ["local"]}
@@ -298,6 +325,12 @@ def run(args: argparse.Namespace, kinds: list[str], nginx: Nginx, dns_port: int,
             per = [1000 * s.cpu / n for s in samples[kind, "monitor"]]
             print(f"{LABELS[kind]:<38} monitor CPU ms/probe {statistics.median(per):.3f} ({min(per):.3f}–{max(per):.3f})"
                   f", failed {sum(s.failures for s in samples[kind, 'monitor'])}")
+        for kind in kinds:
+            if kind in ("tls", "https"):
+                with HandshakeClock() as clock:
+                    sample = tools[kind]["monitor"](n)
+                print(f"{LABELS[kind]:<38} one more rep with OpenSSL's do_handshake timed: {1000 * sample.cpu / n:.3f} ms/probe,"
+                      f" of which do_handshake {1000 * clock.seconds / n:.3f}")
         return
 
     print(f"{n} probes per kind and tool per rep, concurrency {c}, {args.reps} interleaved reps ({elapsed:.0f} s);"
