@@ -102,7 +102,8 @@ async def test_honest_proxy_verifies_end_to_end(proxy, sumdb, vantage):
     assert all(r.startswith("/tile/8/") for r in sumdb.requests[1:])
     # Phases per request: the first to each server connects and shakes hands, later ones reuse.
     info, mod, zip_ = f["requests"][:3]
-    assert {"connect", "tls", "ttfb", "transfer"} <= set(info["phases"])
+    # (a small answer read with its headers in one socket read has no transfer time to record)
+    assert {"connect", "tls", "ttfb"} <= set(info["phases"])
     assert "connect" not in mod["phases"] and "ttfb" in mod["phases"]
     assert zip_["bytes"] == len(MOD.zip_bytes()) == f["zip_bytes"]
     assert {"connect", "tls", "ttfb", "transfer"} <= set(result.phases)

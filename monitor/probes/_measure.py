@@ -50,7 +50,8 @@ class Measurement:
 
     def add(self, phase: Phase, seconds: float) -> None:
         """Phases add up: an HTTP probe that follows redirects sums them, as blackbox_exporter does."""
-        self.phases[phase.value] = self.phases.get(phase.value, 0.0) + seconds
+        key = phase._value_  # the plain str; Enum.value is a slow property, and this runs per phase
+        self.phases[key] = self.phases.get(key, 0.0) + seconds
 
     async def address(self, host: str, connect_to: str | None) -> str | None:
         """The IP a connection to `host` goes to (named in facts.ip): `connect_to`, an IP

@@ -15,6 +15,7 @@ from __future__ import annotations
 import _ssl
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import socket
@@ -97,16 +98,40 @@ class TLSConn:
         loop = asyncio.get_running_loop()
         for _ in range(_MAX_RECORD_READS):
             try:
-                return self.ssl_object.read(max_bytes)
+                data = self.ssl_object.read(max_bytes)
             except ssl.SSLWantReadError:
                 pass
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 # close_notify, or a close without one ("ragged EOF", common with HTTP servers):
                 # both end the stream; the protocol's own framing says if anything was cut short.
                 return b""
+            else:
+                return self._received(data, max_bytes)
             await self._flush()  # post-handshake messages (e.g. KeyUpdate) may want an answer
             _feed(self._incoming, await loop.sock_recv(self.sock, _RECV_SIZE))
         raise ssl.SSLError(f"no complete TLS record after {_MAX_RECORD_READS} reads")
+
+    def _received(self, data: bytes, max_bytes: int) -> bytes:
+        """`data` and the records already received after it, up to max_bytes.
+
+        SSLObject.read returns one record (at most 16 KiB) per call, and one socket read brings
+        up to four: handing them over together costs the caller one parse and one loop turn
+        per socket read rather than per record. What stays undecrypted (a partial record, or
+        the peer's close) is read by the next call."""
+        size = len(data)
+        if size >= max_bytes or not (self._incoming.pending or self.ssl_object.pending()):
+            return data
+        chunks = [data]
+        while size < max_bytes and (self._incoming.pending or self.ssl_object.pending()):
+            try:
+                more = self.ssl_object.read(max_bytes - size)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            if not more:
+                break
+            chunks.append(more)
+            size += len(more)
+        return b"".join(chunks)
 
     async def send(self, data: bytes) -> None:
         self.ssl_object.write(data)
@@ -302,21 +327,33 @@ def _presented_chain(tls: ssl.SSLObject) -> list[bytes]:
 def _tls_info(tls: ssl.SSLObject, *, verified: bool, after_client_hello: float | None) -> TLSInfo:
     chain = _presented_chain(tls)
     cipher = tls.cipher()
-    leaf: dict[str, Any] = _leaf_fields(chain[0]) if chain else {}
     return TLSInfo(
         version=tls.version(),
         cipher=cipher[0] if cipher else None,
         alpn=tls.selected_alpn_protocol(),
-        chain_sha256=tuple(hashlib.sha256(der).hexdigest() for der in chain),
+        chain_sha256=tuple(_sha256(der) for der in chain),
         verified=verified,
         after_client_hello=after_client_hello,
-        **leaf,
+        **(_leaf_fields(chain[0]) if chain else {}),
     )
 
 
+# A prober meets the same few certificates over and over: what it reads from them is kept,
+# keyed by their DER bytes (the certificate itself, so a changed certificate is a new key),
+# instead of being parsed again on every handshake. Bounded, least recently used first out.
+_CERTIFICATES_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=_CERTIFICATES_KEPT)
+def _sha256(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+@functools.lru_cache(maxsize=_CERTIFICATES_KEPT)
 def _leaf_fields(der: bytes) -> dict[str, Any]:
     """Subject, issuer, SANs and expiry of the leaf. A certificate OpenSSL accepted but
-    cryptography cannot parse leaves these empty rather than failing the probe."""
+    cryptography cannot parse leaves these empty rather than failing the probe.
+    Cached: callers unpack the dict and must not change it."""
     try:
         cert = x509.load_der_x509_certificate(der)
         try:

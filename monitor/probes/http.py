@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import select
 import socket
 import ssl
@@ -109,7 +110,10 @@ async def exchange(client: httpx.AsyncClient, check: HttpCheck, m: Measurement, 
 async def follow(client: httpx.AsyncClient, check: HttpCheck, timing: Timing) -> tuple[httpx.Response, int]:
     """The final response (headers read, body not yet) and how many redirects led to it."""
     # httpx drops Authorization on a redirect to another origin, as curl and browsers do.
-    request = client.build_request(check.method, check.url, headers=request_headers(check), extensions={"trace": timing})
+    # Timing is httpcore's trace hook only over HTTP/2 (see Timing); over HTTP/1 our streams
+    # time the exchange, and a hook httpcore would await a dozen times per request is not set.
+    extensions = {"trace": timing} if check.http2 else {}
+    request = client.build_request(check.method, check.url, headers=request_headers(check), extensions=extensions)
     response = await client.send(request, stream=True)
     redirects = 0
     while check.follow_redirects and response.next_request is not None:  # at most max_redirects turns
@@ -272,7 +276,7 @@ class Backend(httpcore.AsyncNetworkBackend):
     def __init__(self, m: Measurement, timing: Timing | None, *, pinned_url: str | None, connect_to: str | None, http2: bool):
         self._m = m
         self._timing = timing
-        self._pinned_host = httpx.URL(pinned_url).raw_host.decode("ascii") if pinned_url else None  # as httpcore names it
+        self._pinned_host = _raw_host(pinned_url) if pinned_url else None
         self._connect_to = connect_to
         self._alpn = ["h2", "http/1.1"] if http2 else ["http/1.1"]  # what httpcore offers
 
@@ -287,6 +291,13 @@ class Backend(httpcore.AsyncNetworkBackend):
                 return _ResetStream(e)
             raise
         return Stream(sock, ip, self._m, self._timing, self._alpn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _raw_host(url: str) -> str:
+    """The URL's host as httpcore names it to connect_tcp (IDNA-encoded); a check's URL is
+    parsed once, not on every run."""
+    return httpx.URL(url).raw_host.decode("ascii")
 
 
 class _ResetStream(httpcore.AsyncNetworkStream):
