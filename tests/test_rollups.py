@@ -23,7 +23,7 @@ from monitor.store import partitions, rollups
 from monitor.store.histogram import ALPHA, bucket_of, bucket_value, quantile
 from monitor.store.migrate import alembic_config
 from monitor.store.models import DailyRollupRow, HourlyRollupRow, ResultRow, UptimeRow
-from monitor.store.repository import _to_row
+from monitor.store.bulk import values as _to_row
 from monitor.store.retention import prune_once
 from monitor.store.rollups import PROXY, RUN, Key, Tally, aggregate, proxy_tallies
 from tests.test_writer import eventually
