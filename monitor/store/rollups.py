@@ -228,137 +228,81 @@ def _failure_of(record: dict[str, Any], result: ProbeResult) -> str | None:
 
 
 def _merge_counts(dialect: str, table: str, column: str) -> str:
-    """SQL adding the stored JSON counter `column` and the incoming one, key by key (an empty
-    incoming one, the common case for failures and verdicts, leaves the stored one as it is)."""
+    """SQL adding the incoming JSON counter `column` to the stored one: each incoming key's
+    count plus the stored count of that key, written over the stored object (jsonb `||`,
+    SQLite's json_patch). It walks the increment's few keys, not the stored histogram's many;
+    an empty increment (most failures and verdicts) leaves the stored counter as it is."""
     if dialect == "postgresql":
         return (
-            f"CASE WHEN excluded.{column} = '{{}}'::jsonb THEN {table}.{column} ELSE "
-            f"(SELECT coalesce(jsonb_object_agg(key, total), '{{}}'::jsonb) FROM (SELECT key, sum(value::numeric) AS total "
-            f"FROM (SELECT key, value FROM jsonb_each_text({table}.{column}) UNION ALL "
-            f"SELECT key, value FROM jsonb_each_text(excluded.{column})) AS both_sides GROUP BY key) AS summed) END"
+            f"CASE WHEN excluded.{column} = '{{}}'::jsonb THEN {table}.{column} ELSE {table}.{column} || "
+            f"(SELECT jsonb_object_agg(key, coalesce(({table}.{column} ->> key)::numeric, 0) + value::numeric) "
+            f"FROM jsonb_each_text(excluded.{column})) END"
         )
     return (
-        f"CASE WHEN excluded.{column} = '{{}}' THEN {table}.{column} ELSE "
-        f"(SELECT json_group_object(key, total) FROM (SELECT key, SUM(value) AS total "
-        f"FROM (SELECT key, value FROM json_each({table}.{column}) UNION ALL "
-        f"SELECT key, value FROM json_each(excluded.{column})) GROUP BY key)) END"
+        f"CASE WHEN excluded.{column} = '{{}}' THEN {table}.{column} ELSE json_patch({table}.{column}, "
+        f"(SELECT json_group_object(key, coalesce(json_extract({table}.{column}, '$.\"' || key || '\"'), 0) + value) "
+        f"FROM json_each(excluded.{column}))) END"
     )
 
 
 GRAINS = ((HourlyRollupRow, "hourly"), (DailyRollupRow, "daily"), (MonthlyRollupRow, "monthly"))
 _KEY = list(Key._fields)
-_VALUES = ["probes", "successes", *_COUNTERS]
-_KEY_TYPES = ("timestamptz", *["text"] * (len(_KEY) - 1))
+_ROLLUP_COLUMNS = [*_KEY, "probes", "successes", *_COUNTERS]
+_UPTIME_COLUMNS = ["bucket_start", "check", "reported", "up"]
 
 
-def _q(columns: Iterable[str]) -> list[str]:
-    return [f'"{c}"' for c in columns]
+def _upsert(dialect: str, table: str, columns: list[str], key: list[str], updates: dict[str, str]) -> str:
+    """INSERT … ON CONFLICT (key) DO UPDATE SET updates, for many rows: on SQLite one row of `?`
+    (run with executemany), on PostgreSQL one statement taking every row in one JSON document
+    (see monitor/store/bulk.py for why not arrays)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    if dialect == "postgresql":
+        source = f"SELECT {names} FROM json_populate_recordset(NULL::{table}, %s::json)"
+    else:
+        source = f"VALUES ({', '.join('?' * len(columns))})"
+    conflict = ", ".join(f'"{c}"' for c in key)
+    sets = ", ".join(f'"{c}" = {sql}' for c, sql in updates.items())
+    return f"INSERT INTO {table} ({names}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
 
 
 @functools.cache
-def _statements(dialect: str, table: str) -> dict[str, str]:
-    """The SQL of `apply` for one rollup table. Rows travel as one JSON document on PostgreSQL
-    (see monitor/store/bulk.py for why not arrays), with executemany on SQLite."""
-    key, values = ", ".join(_q(_KEY)), ", ".join(_q(_VALUES))
-    on_key = " AND ".join(f"{table}.{c} = n.{c}" for c in _q(_KEY))
-    merge = {"probes": f"{table}.probes + excluded.probes", "successes": f"{table}.successes + excluded.successes",
-             **{c: _merge_counts(dialect, table, c) for c in _COUNTERS}}
-    conflict = f"ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(f'"{c}" = {sql}' for c, sql in merge.items())
-    if dialect == "postgresql":
-        keys = ", ".join(f"{c} {t}" for c, t in zip(_q(_KEY), _KEY_TYPES))
-        return {
-            # Locks the rows it reads, in key order: they are rewritten below (FOR UPDATE).
-            "read": f"SELECT n.i, {', '.join(f'{table}.{c}' for c in _q(_VALUES))} FROM json_to_recordset(%s::json) AS n(i int, {keys}) "
-                    f"JOIN {table} ON {on_key} ORDER BY {', '.join(f'{table}.{c}' for c in _q(_KEY))} FOR UPDATE OF {table}",
-            "update": f"UPDATE {table} SET {', '.join(f'{c} = n.{c}' for c in _q(_VALUES))} "
-                      f"FROM json_populate_recordset(NULL::{table}, %s::json) AS n WHERE {on_key}",
-            "insert": f"INSERT INTO {table} ({key}, {values}) SELECT {key}, {values} FROM json_populate_recordset(NULL::{table}, %s::json) {conflict}",
-        }
-    on_json = " AND ".join(f"{table}.{c} = json_extract(n.value, '$[{i}]')" for i, c in enumerate(_q(_KEY)))
-    return {
-        "read": f"SELECT n.key, {', '.join(f'{table}.{c}' for c in _q(_VALUES))} FROM json_each(?) AS n JOIN {table} ON {on_json}",
-        "update": f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in _q(_VALUES))} WHERE {' AND '.join(f'{c} = ?' for c in _q(_KEY))}",
-        "insert": f"INSERT INTO {table} ({key}, {values}) VALUES ({', '.join('?' * (len(_KEY) + len(_VALUES)))}) {conflict}",
+def _statements(dialect: str) -> dict[str, str]:
+    statements = {
+        model.__tablename__: _upsert(
+            dialect, model.__tablename__, _ROLLUP_COLUMNS, _KEY,
+            {"probes": f"{model.__tablename__}.probes + excluded.probes", "successes": f"{model.__tablename__}.successes + excluded.successes",
+             **{c: _merge_counts(dialect, model.__tablename__, c) for c in _COUNTERS}},
+        )
+        for model, _ in GRAINS
     }
-
-
-_UPTIME = {
-    "postgresql": "INSERT INTO rollup_uptime (bucket_start, \"check\", reported, up) SELECT bucket_start, \"check\", reported, up "
-                  "FROM json_populate_recordset(NULL::rollup_uptime, %s::json) "
-                  "ON CONFLICT (bucket_start, \"check\") DO UPDATE SET reported = rollup_uptime.reported | excluded.reported, up = rollup_uptime.up | excluded.up",
-    "sqlite": "INSERT INTO rollup_uptime (bucket_start, \"check\", reported, up) VALUES (?, ?, ?, ?) "
-              "ON CONFLICT (bucket_start, \"check\") DO UPDATE SET reported = rollup_uptime.reported | excluded.reported, up = rollup_uptime.up | excluded.up",
-}
+    statements["rollup_uptime"] = _upsert(dialect, "rollup_uptime", _UPTIME_COLUMNS, ["bucket_start", "check"],
+                                          {"reported": "rollup_uptime.reported | excluded.reported", "up": "rollup_uptime.up | excluded.up"})
+    return statements
 
 
 def apply(session: Session, inc: Increments) -> None:
-    """Add `inc` to the rollup tables, in the caller's transaction.
-
-    Per table: read the stored rows of the increments' keys (locked), add in Python, write the
-    sums back; keys not stored yet are inserted with INSERT … ON CONFLICT DO UPDATE that adds in
-    SQL, which only a writer racing to insert the same row ever reaches. Adding in SQL for every
-    row (JSON counters merged key by key) cost several times the rest of a batch. The read is
-    safe: on PostgreSQL it locks the rows (FOR UPDATE, in key order, so writers never
-    deadlock); on SQLite the transaction already holds the database's write lock (its results
-    were inserted first; nothing else can write until it commits).
-    """
+    """Add `inc` to the rollup tables, in the caller's transaction: one statement per table (on
+    SQLite an executemany), rows as the driver takes them — counters serialised once, no per-row
+    ORM processing."""
     conn = session.connection()
     dialect = conn.dialect.name
+    sql = _statements(dialect)
     when = time_processor(conn.dialect)
+    tables: list[tuple[str, list[str], list[list[Any]]]] = []
     for model, name in GRAINS:
-        grain = getattr(inc, name)
-        if not grain:
+        # Sorted: agents upserting the same rows at once lock them in one order (no deadlock).
+        rows = [[when(key.bucket_start), *key[1:], tally.probes, tally.successes, *(getattr(tally, c) for c in _COUNTERS)]
+                for key, tally in sorted(getattr(inc, name).items())]
+        tables.append((model.__tablename__, _ROLLUP_COLUMNS, rows))
+    tables.append(("rollup_uptime", _UPTIME_COLUMNS, [[when(h), c, m[0], m[1]] for (h, c), m in sorted(inc.uptime.items())]))
+    for table, columns, rows in tables:
+        if not rows:
             continue
-        sql = _statements(dialect, model.__tablename__)
-        items = sorted(grain.items())
-        keys = [[when(key.bucket_start), *key[1:]] for key, _ in items]
         if dialect == "postgresql":
-            found = conn.exec_driver_sql(sql["read"], (_document(["i", *_KEY], [[i, *k] for i, k in enumerate(keys)]),))
+            document = json.dumps([{c: v.isoformat() if c == "bucket_start" else v for c, v in zip(columns, row)} for row in rows])
+            conn.exec_driver_sql(sql[table], (document,))
         else:
-            found = conn.exec_driver_sql(sql["read"], (json.dumps(keys),))
-        stored = {i: values for i, *values in found}
-        updates, inserts = [], []
-        for i, (key, tally) in enumerate(items):
-            old = stored.get(i)
-            if old is not None:
-                updates.append([*_sum(tally, old), *keys[i]])
-            else:
-                inserts.append([*keys[i], tally.probes, tally.successes, *(getattr(tally, c) for c in _COUNTERS)])
-        if updates:
-            _write(conn, sql["update"], [*_VALUES, *_KEY], updates)
-        if inserts:
-            _write(conn, sql["insert"], [*_KEY, *_VALUES], inserts)
-    if inc.uptime:
-        _write(conn, _UPTIME[dialect], ["bucket_start", "check", "reported", "up"],
-               [[when(h), c, m[0], m[1]] for (h, c), m in sorted(inc.uptime.items())])
-
-
-def _sum(tally: Tally, stored: list[Any]) -> list[Any]:
-    """The values (probes, successes, *counters) of a stored row plus `tally`."""
-    probes, successes, *counters = stored
-    return [probes + tally.probes, successes + tally.successes,
-            *(_plus(old, getattr(tally, c)) for c, old in zip(_COUNTERS, counters))]
-
-
-def _plus(stored: dict[str, int] | str, counts: Counter[str]) -> dict[str, int]:
-    # SQLite hands JSON back as text; psycopg decodes jsonb.
-    total: dict[str, int] = json.loads(stored) if isinstance(stored, str) else stored
-    for k, n in counts.items():
-        total[k] = total.get(k, 0) + n
-    return total
-
-
-def _write(conn: Any, sql: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """Run `sql` for `rows` (values in `columns` order): one JSON document on PostgreSQL, an
-    executemany with the counters as JSON text on SQLite."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(sql, (_document(columns, rows),))
-    else:
-        conn.exec_driver_sql(sql, [tuple(json.dumps(v) if c in _COUNTERS else v for c, v in zip(columns, row)) for row in rows])
-
-
-def _document(columns: list[str], rows: list[list[Any]]) -> str:
-    return json.dumps([{c: v.isoformat() if c == "bucket_start" else v for c, v in zip(columns, row)} for row in rows])
+            conn.exec_driver_sql(sql[table], [tuple(json.dumps(v) if c in _COUNTERS else v for c, v in zip(columns, row)) for row in rows])
 
 
 def add_results(session: Session, results: Iterable[ProbeResult]) -> None:
