@@ -1,8 +1,8 @@
 """Store ingest: results/s through the real writer (ResultWriter) into SQLite and PostgreSQL,
 side by side with the driver's own bulk insert of the same rows (the ceiling).
 
-    python bench/store_ingest.py [-n 100000] [--reps 3] [--stores sqlite,postgresql]
-                                 [--checks 100] [--vantages 4] [--batch-size 500] [--profile FILE]
+    python bench/store_ingest.py [-n 100000] [--reps 3] [--stores sqlite,postgresql] [--modes writer,reference]
+                                 [--checks 100] [--vantages 4] [--batch-size N] [--profile]
 
 The results are what the daemon's probes make (monitor/probes/*): per (check, vantage) one run
 per minute, checks of every kind — http and tls (one result), dns rounds (a result per resolver
@@ -26,6 +26,10 @@ Each rep, for each store, interleaved (writer, then reference, then the next sto
 
 CPU is this process's (all threads; `process_time`) over the timed part; on PostgreSQL also the
 server backends' (utime+stime from /proc of the connections' backend pids).
+
+`--profile`: one writer run per store with cProfile on the writer's store thread (around
+ResultWriter._store, the batch write), printing where the time goes; its times are the
+profiler's, not figures.
 """
 
 from __future__ import annotations
@@ -297,6 +301,40 @@ def _make_partitions(url: str, results: list[ProbeResult]) -> None:
         engine.dispose()
 
 
+def profile(results: list[ProbeResult], stores: list[str], batch_size: int, workdir: Path, pool: Stores) -> int:
+    """cProfile around every batch write (the writer makes one at a time, on a store thread)."""
+    import cProfile
+    import pstats
+
+    original = ResultWriter._store
+
+    def profiled(self: ResultWriter, batch: list[ProbeResult]) -> tuple[int, int]:
+        profiler.enable()
+        try:
+            return original(self, batch)
+        finally:
+            profiler.disable()
+
+    ResultWriter._store = profiled  # type: ignore[method-assign]
+    try:
+        for store in stores:
+            profiler = cProfile.Profile()
+            url = pool.fresh(store)
+            try:
+                run_writer(url, results, batch_size, workdir / "spool")
+            finally:
+                pool.done(url)
+            print(f"\n== {store}: {len(results):,} results through ResultWriter, batches of {batch_size} (cProfile of the batch writes)")
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(r"monitor/store|execute|commit", 25)
+            stats.sort_stats("tottime").print_stats(15)
+    finally:
+        ResultWriter._store = original  # type: ignore[method-assign]
+        pool.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -309,7 +347,7 @@ def main() -> int:
     ap.add_argument("--vantages", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=None, help="default: the config's storage.batch_size default")
     ap.add_argument("--modes", default="writer,reference")
-    ap.add_argument("--profile", type=Path, help="write a pyinstrument profile (html) of the writer runs here")
+    ap.add_argument("--profile", action="store_true", help="profile the writer's batch writes (cProfile; no figures)")
     ap.add_argument("--seconds", type=float, default=540, help="stop starting new reps after this long")
     args = ap.parse_args()
     from monitor.config import StorageConfig
@@ -326,11 +364,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="monitor-ingest-bench-"))
     pool = Stores(workdir)
     figures: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    profiler = None
     if args.profile:
-        from pyinstrument import Profiler
-
-        profiler = Profiler(async_mode="disabled")
+        return profile(results, stores, batch_size, workdir, pool)
     began = time.perf_counter()
     try:
         for rep in range(args.reps):
@@ -342,11 +377,7 @@ def main() -> int:
                     url = pool.fresh(store)
                     try:
                         if mode == "writer":
-                            if profiler:
-                                profiler.start()
                             figure = run_writer(url, results, batch_size, workdir / "spool")
-                            if profiler:
-                                profiler.stop()
                         else:
                             figure = run_reference(url, results, batch_size)
                         verify(url, results, rollups_expected=mode == "writer")
@@ -357,10 +388,6 @@ def main() -> int:
     finally:
         pool.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
-    if profiler:
-        args.profile.write_text(profiler.output_html())
-        print(profiler.output_text(unicode=False, show_all=False)[:6000])
-
     print(f"\n{len(results):,} results per run, batches of {batch_size}; medians over reps (min–max)")
     print(f"{'store':<11} {'way in':<38} {'results/s':>10} {'min–max':>17} {'CPU µs/result':>14} {'server µs/result':>17} {'vs ref':>7}")
     label = {"writer": "ResultWriter (ids exact-once, rollups)", "reference": None}
