@@ -234,6 +234,7 @@ async def _through_writer(engine: Engine, results: list[ProbeResult], batch_size
     # every result (submitted at once here), so none is spilled to the spool for being early.
     writer = ResultWriter(engine, batch_size=batch_size, queue_size=len(results) + 1, spool_dir=spool)
     task = asyncio.create_task(writer.run())
+    await asyncio.sleep(0)  # running, as in the daemon (close() before run() starts would run a second loop)
     for r in results:
         writer.submit(r)
     await writer.close(timeout=600)
