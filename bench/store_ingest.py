@@ -19,6 +19,8 @@ Each rep, for each store, interleaved (writer, then reference, then the next sto
   size, a spool directory) with every result submitted, timed until `close()` returns: every
   batch written, with its rollups, committed. Then the rows are counted in the database and
   the rollups' run count is checked against the runs submitted.
+- **no-rollups** (only with `--modes`): the writer with `rollups.add_results` made a no-op in
+  this process: what keeping the rollups costs;
 - **reference**: another fresh store, the same results turned into rows (JSON text) and
   inserted with the same driver and nothing else — no idempotency, no rollups, no ORM:
   sqlite3 `executemany` (SQLite) and psycopg `COPY` (PostgreSQL), one commit per batch of the
@@ -256,6 +258,17 @@ def run_writer(url: str, results: list[ProbeResult], batch_size: int, spool: Pat
     return seconds, cpu, server
 
 
+def run_without_rollups(url: str, results: list[ProbeResult], batch_size: int, spool: Path) -> tuple[float, float, float]:
+    """run_writer with rollups.add_results a no-op: what keeping the rollups costs (a figure to
+    read beside the writer's, never a way to run)."""
+    real = rollups.add_results
+    rollups.add_results = lambda session, results: None
+    try:
+        return run_writer(url, results, batch_size, spool)
+    finally:
+        rollups.add_results = real
+
+
 def _row(r: ProbeResult, sqlite_time: bool) -> tuple:
     t = r.started_at.astimezone(timezone.utc)
     return (r.id, r.agent, r.check, r.kind, r.vantage, r.target,
@@ -379,6 +392,8 @@ def main() -> int:
                     try:
                         if mode == "writer":
                             figure = run_writer(url, results, batch_size, workdir / "spool")
+                        elif mode == "no-rollups":
+                            figure = run_without_rollups(url, results, batch_size, workdir / "spool")
                         else:
                             figure = run_reference(url, results, batch_size)
                         verify(url, results, rollups_expected=mode == "writer")
@@ -391,7 +406,7 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{len(results):,} results per run, batches of {batch_size}; medians over reps (min–max)")
     print(f"{'store':<11} {'way in':<38} {'results/s':>10} {'min–max':>17} {'CPU µs/result':>14} {'server µs/result':>17} {'vs ref':>7}")
-    label = {"writer": "ResultWriter (ids exact-once, rollups)", "reference": None}
+    label = {"writer": "ResultWriter (ids exact-once, rollups)", "no-rollups": "ResultWriter, rollups left out", "reference": None}
     for store in stores:
         ref = figures.get((store, "reference"))
         ref_rate = statistics.median(len(results) / f[0] for f in ref) if ref else None
