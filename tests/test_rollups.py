@@ -203,6 +203,22 @@ async def test_rollups_equal_recomputation_from_raw_results(engine: Engine, db_u
     assert tampered == len([r for r in results if r.verdict is not None and r.verdict.name is V.MODULE_TAMPERED]) > 0
 
 
+def test_counter_keys_any_json_can_hold_add_up(engine: Engine) -> None:
+    # A failure class read from a goproxy request record is data: a quote or a dot in it must
+    # not break the merge (SQLite's JSON paths cannot spell a key with a quote).
+    def odd_run(at: datetime) -> ProbeResult:
+        r = goproxy_run(at, served_by=GOOD)
+        r.facts["requests"][0]["failure"] = {"class": 'odd"class.$x', "operation": "tls_handshake"}
+        return r
+
+    for minute in range(3):  # three batches into the same hour's rows
+        with Session(engine) as session, session.begin():
+            save_results(session, [odd_run(T0 + timedelta(seconds=10 * minute))])
+    stored, recomputed = stored_and_recomputed(engine)
+    assert stored == recomputed
+    assert sum(t.failures.get('odd"class.$x@tls_handshake', 0) for k, t in stored.daily.items() if k.target == BAD) == 3
+
+
 def test_writers_adding_to_the_same_rollup_rows_at_once_count_each_result_once(engine: Engine) -> None:
     # Two writers of the same agent (the daemon and `monitor probe --once`, or a write that hung
     # and the spool replay behind it) store results of the same series at the same moments: each

@@ -127,7 +127,7 @@ def _sqlite_row(r: ProbeResult, when: Any) -> tuple[Any, ...]:
     for c in JSON_COLUMNS:
         if row[c] is not None:  # no verdict: SQL NULL, not the JSON null
             row[c] = json.dumps(row[c])
-    return tuple(row.values())
+    return tuple(row[c] for c in COLUMNS)
 
 
 def time_processor(dialect: Dialect) -> Callable[[datetime], Any]:

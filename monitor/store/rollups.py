@@ -238,10 +238,13 @@ def _merge_counts(dialect: str, table: str, column: str) -> str:
             f"(SELECT jsonb_object_agg(key, coalesce(({table}.{column} ->> key)::numeric, 0) + value::numeric) "
             f"FROM jsonb_each_text(excluded.{column})) END"
         )
+    # A JSON path cannot spell a key holding '"': such a key (none of ours has one) is looked up
+    # by a scan of the stored object instead of breaking the batch.
+    stored = (f"CASE WHEN instr(new.key, '\"') THEN (SELECT old.value FROM json_each({table}.{column}) AS old WHERE old.key = new.key) "
+              f"ELSE json_extract({table}.{column}, '$.\"' || new.key || '\"') END")
     return (
         f"CASE WHEN excluded.{column} = '{{}}' THEN {table}.{column} ELSE json_patch({table}.{column}, "
-        f"(SELECT json_group_object(key, coalesce(json_extract({table}.{column}, '$.\"' || key || '\"'), 0) + value) "
-        f"FROM json_each(excluded.{column}))) END"
+        f"(SELECT json_group_object(new.key, coalesce({stored}, 0) + new.value) FROM json_each(excluded.{column}) AS new)) END"
     )
 
 
