@@ -57,7 +57,7 @@ from monitor.store import ResultWriter, make_engine, upgrade  # noqa: E402
 from monitor.store import partitions, rollups  # noqa: E402
 from monitor.store.histogram import bucket_of  # noqa: E402
 from monitor.report.period import quarter  # noqa: E402
-from monitor.store.repository import _to_row  # noqa: E402
+from monitor.store.bulk import values as _to_row  # noqa: E402
 
 POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 ADMIN_DB = "test"

@@ -214,7 +214,10 @@ class StorageConfig(_Model):
     # Results wait here between probes and the batch writer; a full queue, or a store that
     # cannot be written, moves them to the spool rather than blocking probes.
     queue_size: int = Field(default=10000, ge=1)
-    batch_size: int = Field(default=500, ge=1)
+    # At most this many results per write. A batch is only as large as what is queued, so this
+    # matters under a backlog (a spool replayed, a burst): per batch, each (check, vantage)
+    # series costs one rollup row per grain however many of its results the batch holds.
+    batch_size: int = Field(default=5000, ge=1)
     flush_interval: Duration = 1.0
     # Directory where results wait on disk while the store is unreachable (replayed in order
     # when it is back, also after a restart); relative to the working directory. Default:

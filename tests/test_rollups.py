@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ from monitor.store import partitions, rollups
 from monitor.store.histogram import ALPHA, bucket_of, bucket_value, quantile
 from monitor.store.migrate import alembic_config
 from monitor.store.models import DailyRollupRow, HourlyRollupRow, ResultRow, UptimeRow
-from monitor.store.repository import _to_row
+from monitor.store.bulk import values as _to_row
 from monitor.store.retention import prune_once
 from monitor.store.rollups import PROXY, RUN, Key, Tally, aggregate, proxy_tallies
 from tests.test_writer import eventually
@@ -200,6 +201,55 @@ async def test_rollups_equal_recomputation_from_raw_results(engine: Engine, db_u
     assert {k.check for k in stored.daily} == {"web", "dns", "mod"}
     tampered = sum(t.verdicts.get("module_tampered", 0) for k, t in stored.daily.items() if k.part == PROXY and k.target == BAD)
     assert tampered == len([r for r in results if r.verdict is not None and r.verdict.name is V.MODULE_TAMPERED]) > 0
+
+
+def test_counter_keys_any_json_can_hold_add_up(engine: Engine) -> None:
+    # A failure class read from a goproxy request record is data: a quote or a dot in it must
+    # not break the merge (SQLite's JSON paths cannot spell a key with a quote).
+    def odd_run(at: datetime) -> ProbeResult:
+        r = goproxy_run(at, served_by=GOOD)
+        r.facts["requests"][0]["failure"] = {"class": 'odd"class.$x', "operation": "tls_handshake"}
+        return r
+
+    for minute in range(3):  # three batches into the same hour's rows
+        with Session(engine) as session, session.begin():
+            save_results(session, [odd_run(T0 + timedelta(seconds=10 * minute))])
+    stored, recomputed = stored_and_recomputed(engine)
+    assert stored == recomputed
+    assert sum(t.failures.get('odd"class.$x@tls_handshake', 0) for k, t in stored.daily.items() if k.target == BAD) == 3
+
+
+def test_writers_adding_to_the_same_rollup_rows_at_once_count_each_result_once(engine: Engine) -> None:
+    # Two writers of the same agent (the daemon and `monitor probe --once`, or a write that hung
+    # and the spool replay behind it) store results of the same series at the same moments: each
+    # batch falls in an hour of its own, so both writers add to rows and insert new ones at once.
+    rounds, per_round = 40, 10
+    results = [run(at=T0 + timedelta(hours=i // per_round, seconds=i % per_round), ok=i % 5 != 0, duration_s=0.01 * (i % 17 + 1))
+               for i in range(rounds * per_round)]
+    halves = [results[0::2], results[1::2]]
+    barrier = threading.Barrier(2, timeout=60)
+    errors: list[BaseException] = []
+
+    def write(part: list[ProbeResult]) -> None:
+        try:
+            for i in range(0, len(part), per_round // 2):
+                barrier.wait()
+                with Session(engine) as session, session.begin():
+                    assert save_results(session, part[i : i + per_round // 2]) == per_round // 2
+        except BaseException as exc:  # noqa: BLE001 — reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=write, args=(half,)) for half in halves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    stored, recomputed = stored_and_recomputed(engine)
+    assert stored == recomputed
+    assert sum(t.probes for t in stored.daily.values()) == len(results)
+    assert len({k.bucket_start for k in stored.hourly}) == rounds
 
 
 async def test_a_replayed_spool_does_not_change_the_rollups(db_url: str, tmp_path: Path) -> None:

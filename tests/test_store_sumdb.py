@@ -76,13 +76,19 @@ async def test_the_writer_persists_a_tree_a_goproxy_result_verified(db_url: str)
     upgrade(db_url)
     writer = ResultWriter(db_url, flush_interval=0.05)
     task = asyncio.create_task(writer.run())
-    tree = {"name": "sum.example", "size": 42, "hash": "A" * 43 + "="}
-    writer.submit(ProbeResult(check="g", kind="goproxy", vantage="local", target="m@v1.0.0 via p", started_at=utcnow(), ok=True, duration_s=0.1, facts={"sumdb_tree": tree}))
+    # One batch: runs that verified trees of two databases, not in size order; of two trees of
+    # the largest size, the first one is kept (as saving them one by one would).
+    trees = [("sum.example", 40, "B"), ("sum.example", 42, "A"), ("other.example", 7, "C"), ("sum.example", 42, "D"), ("sum.example", 41, "E")]
+    for name, size, letter in trees:
+        tree = {"name": name, "size": size, "hash": letter * 43 + "="}
+        writer.submit(ProbeResult(check="g", kind="goproxy", vantage="local", target="m@v1.0.0 via p", started_at=utcnow(), ok=True, duration_s=0.1, facts={"sumdb_tree": tree}))
     await writer.close()
     await task
+    assert writer.written == len(trees)
     engine = make_engine(db_url)
     try:
         with Session(engine) as session:
             assert get_sumdb_tree(session, "sum.example") == (42, "A" * 43 + "=")
+            assert get_sumdb_tree(session, "other.example") == (7, "C" * 43 + "=")
     finally:
         engine.dispose()

@@ -6,35 +6,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.model import Failure, FailureClass, Operation, ProbeResult, Verdict, utcnow
-from monitor.store import partitions, rollups
+from monitor.store import bulk, partitions, rollups
 from monitor.store.models import ResultRow
-
-# One INSERT ... ON CONFLICT per dialect we support; both spell it the same way.
-_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
-def _to_row(r: ProbeResult) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "agent": r.agent,
-        "check": r.check,
-        "kind": r.kind,
-        "vantage": r.vantage,
-        "target": r.target,
-        "started_at": r.started_at,
-        "ok": r.ok,
-        "duration_s": r.duration_s,
-        "phases": r.phases,
-        "failure_class": r.failure.cls.value if r.failure else None,
-        "failure_operation": r.failure.operation.value if r.failure else None,
-        "failure_detail": r.failure.detail if r.failure else None,
-        "facts": r.facts,
-        "verdict": r.verdict.to_json() if r.verdict else None,
-    }
 
 
 def result_from_row(row: ResultRow) -> ProbeResult:
@@ -72,37 +48,28 @@ def save_results(session: Session, results: list[ProbeResult]) -> int:
     partition key), and a result may come back with its started_at cut to milliseconds (the
     spool keeps the DESIGN §3.2 JSON, which has milliseconds). So ids already stored are
     looked up within a millisecond of the batch's times before the insert; ON CONFLICT then
-    covers a result twice in one batch and writers racing on the same row.
+    covers a result twice in one batch and writers racing on the same row, and RETURNING
+    (monitor/store/bulk.py) names exactly the rows that went in.
     """
     unique: dict[str, ProbeResult] = {}
     for r in results:
         unique.setdefault(r.id, r)
     if not unique:
         return 0
-    known = _stored_ids(session, list(unique.values()))
+    lo = min(r.started_at for r in unique.values()) - _TIME_SLACK
+    hi = max(r.started_at for r in unique.values()) + _TIME_SLACK
+    known = bulk.stored_ids(session, list(unique), lo, hi)
     fresh = [r for r in unique.values() if r.id not in known]
     if not fresh:
         return 0
     partitions.ensure(session, {partitions.day_of(r.started_at) for r in fresh})
-    table = ResultRow.__table__
-    insert = _INSERT[session.get_bind().dialect.name]
-    stmt = insert(table).on_conflict_do_nothing(index_elements=["id", "started_at"]).returning(table.c.id)
-    # RETURNING lists only the rows actually inserted, on both dialects and in executemany.
-    inserted = set(session.execute(stmt, [_to_row(r) for r in fresh]).scalars())
+    inserted = bulk.insert_new(session, fresh)
     rollups.add_results(session, (r for r in fresh if r.id in inserted))
     return len(inserted)
 
 
 # How far a stored started_at may be from the same result's: the spool's milliseconds.
 _TIME_SLACK = timedelta(milliseconds=1)
-
-
-def _stored_ids(session: Session, results: list[ProbeResult]) -> set[str]:
-    ids = [r.id for r in results]
-    lo = min(r.started_at for r in results) - _TIME_SLACK
-    hi = max(r.started_at for r in results) + _TIME_SLACK
-    stmt = select(ResultRow.id).where(ResultRow.id.in_(ids), ResultRow.started_at >= lo, ResultRow.started_at <= hi)
-    return set(session.scalars(stmt))
 
 
 def results_between(

@@ -20,6 +20,7 @@ served, how it failed, tampering, fetch time — what the report's module-proxy 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, Text, cast, extract, func, literal_column, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, Integer, Text, cast, extract, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from monitor.model import Phase, ProbeResult, VerdictName
+from monitor.store.bulk import time_processor
 from monitor.store.histogram import bucket_of
 from monitor.store.models import DailyRollupRow, HourlyRollupRow, MonthlyRollupRow, ResultRow, UptimeRow
 
@@ -45,8 +46,6 @@ _SERVED_VERDICTS = frozenset({VerdictName.OK.value, VerdictName.MODULE_TAMPERED.
 # Kinds whose runs carry a verdict (DESIGN §3.4; the judge gives every goproxy run one).
 VERDICT_KINDS = ("dns", "site", "goproxy")
 _COUNTERS = ("failures", "verdicts", "latency", "phases")
-
-_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class Key(NamedTuple):
@@ -122,41 +121,47 @@ def is_run(result: ProbeResult) -> bool:
 def aggregate(results: Iterable[ProbeResult]) -> Increments:
     """The rollup increments of `results` (each counted once, as given)."""
     inc = Increments()
+    hourly = inc.hourly
     for r in results:
         if not is_run(r):
             continue
         hour = hour_of(r.started_at)
-        run = Tally(probes=1, successes=int(r.ok))
+        key = Key(hour, r.check, r.vantage, r.agent, r.kind, r.target, RUN)
+        run = hourly.get(key)
+        if run is None:
+            run = hourly[key] = Tally()
+        run.probes += 1
+        run.successes += r.ok
         if r.failure is not None:
-            run.failures[f"{r.failure.cls.value}@{r.failure.operation.value}"] = 1
+            run.failures[f"{r.failure.cls.value}@{r.failure.operation.value}"] += 1
         if r.verdict is not None:
-            run.verdicts[r.verdict.name.value] = 1
+            run.verdicts[r.verdict.name.value] += 1
         if r.ok and _is_duration(r.duration_s):
-            run.latency[bucket_of(r.duration_s)] = 1
+            run.latency[bucket_of(r.duration_s)] += 1
         for phase, seconds in r.phases.items():
             if phase in _PHASES and _is_duration(seconds):
                 run.phases[f"{phase}/{bucket_of(seconds)}"] += 1
-        _add(inc, Key(hour, r.check, r.vantage, r.agent, r.kind, r.target, RUN), run)
         if r.kind == "goproxy":
             for proxy, tally in proxy_tallies(r).items():
-                _add(inc, Key(hour, r.check, r.vantage, r.agent, r.kind, proxy, PROXY), tally)
+                _add(hourly, Key(hour, r.check, r.vantage, r.agent, r.kind, proxy, PROXY), tally)
         masks = inc.uptime.setdefault((hour, r.check), [0, 0])
         minute = 1 << r.started_at.astimezone(timezone.utc).minute
         masks[0] |= minute
         if r.ok:
             masks[1] |= minute
+    # Days and months are sums of hours: counted once per hour bucket, not once per result.
+    for key, tally in hourly.items():
+        day = day_of(key.bucket_start)
+        _add(inc.daily, key._replace(bucket_start=day), tally)
+        _add(inc.monthly, key._replace(bucket_start=day.replace(day=1)), tally)
     return inc
 
 
-def _add(inc: Increments, key: Key, tally: Tally) -> None:
-    for grain, start in ((inc.hourly, key.bucket_start), (inc.daily, day_of(key.bucket_start)), (inc.monthly, month_of(key.bucket_start))):
-        k = key._replace(bucket_start=start)
-        if k in grain:
-            grain[k].add(tally)
-        else:
-            copy = Tally()
-            copy.add(tally)
-            grain[k] = copy
+def _add(grain: dict[Key, Tally], key: Key, tally: Tally) -> None:
+    into = grain.get(key)
+    if into is None:
+        into = grain[key] = Tally()
+    into.add(tally)
 
 
 def _is_duration(value: Any) -> bool:
@@ -222,64 +227,85 @@ def _failure_of(record: dict[str, Any], result: ProbeResult) -> str | None:
 # -- increments -> tables ---------------------------------------------------------------------
 
 
-def _merge_counts(dialect: str, table: str, column: str) -> Any:
-    """SQL adding the stored JSON counter `column` and the incoming one, key by key (an empty
-    incoming one, the common case for failures and verdicts, leaves the stored one as it is)."""
+def _merge_counts(dialect: str, table: str, column: str) -> str:
+    """SQL adding the incoming JSON counter `column` to the stored one: each incoming key's
+    count plus the stored count of that key, written over the stored object (jsonb `||`,
+    SQLite's json_patch). It walks the increment's few keys, not the stored histogram's many;
+    an empty increment (most failures and verdicts) leaves the stored counter as it is."""
     if dialect == "postgresql":
-        sql = (
-            f"CASE WHEN excluded.{column} = '{{}}'::jsonb THEN {table}.{column} ELSE "
-            f"(SELECT coalesce(jsonb_object_agg(key, total), '{{}}'::jsonb) FROM (SELECT key, sum(value::numeric) AS total "
-            f"FROM (SELECT key, value FROM jsonb_each_text({table}.{column}) UNION ALL "
-            f"SELECT key, value FROM jsonb_each_text(excluded.{column})) AS both_sides GROUP BY key) AS summed) END"
+        return (
+            f"CASE WHEN excluded.{column} = '{{}}'::jsonb THEN {table}.{column} ELSE {table}.{column} || "
+            f"(SELECT jsonb_object_agg(key, coalesce(({table}.{column} ->> key)::numeric, 0) + value::numeric) "
+            f"FROM jsonb_each_text(excluded.{column})) END"
         )
-    else:
-        sql = (
-            f"CASE WHEN excluded.{column} = '{{}}' THEN {table}.{column} ELSE "
-            f"(SELECT json_group_object(key, total) FROM (SELECT key, SUM(value) AS total "
-            f"FROM (SELECT key, value FROM json_each({table}.{column}) UNION ALL "
-            f"SELECT key, value FROM json_each(excluded.{column})) GROUP BY key)) END"
-        )
-    return literal_column(sql)
+    # A JSON path cannot spell a key holding '"': such a key (none of ours has one) is looked up
+    # by a scan of the stored object instead of breaking the batch.
+    stored = (f"CASE WHEN instr(new.key, '\"') THEN (SELECT old.value FROM json_each({table}.{column}) AS old WHERE old.key = new.key) "
+              f"ELSE json_extract({table}.{column}, '$.\"' || new.key || '\"') END")
+    return (
+        f"CASE WHEN excluded.{column} = '{{}}' THEN {table}.{column} ELSE json_patch({table}.{column}, "
+        f"(SELECT json_group_object(new.key, coalesce({stored}, 0) + new.value) FROM json_each(excluded.{column}) AS new)) END"
+    )
 
 
 GRAINS = ((HourlyRollupRow, "hourly"), (DailyRollupRow, "daily"), (MonthlyRollupRow, "monthly"))
+_KEY = list(Key._fields)
+_ROLLUP_COLUMNS = [*_KEY, "probes", "successes", *_COUNTERS]
+_UPTIME_COLUMNS = ["bucket_start", "check", "reported", "up"]
+
+
+def _upsert(dialect: str, table: str, columns: list[str], key: list[str], updates: dict[str, str]) -> str:
+    """INSERT … ON CONFLICT (key) DO UPDATE SET updates, for many rows: on SQLite one row of `?`
+    (run with executemany), on PostgreSQL one statement taking every row in one JSON document
+    (see monitor/store/bulk.py for why not arrays)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    if dialect == "postgresql":
+        source = f"SELECT {names} FROM json_populate_recordset(NULL::{table}, %s::json)"
+    else:
+        source = f"VALUES ({', '.join('?' * len(columns))})"
+    conflict = ", ".join(f'"{c}"' for c in key)
+    sets = ", ".join(f'"{c}" = {sql}' for c, sql in updates.items())
+    return f"INSERT INTO {table} ({names}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
+
+
+@functools.cache
+def _statements(dialect: str) -> dict[str, str]:
+    statements = {
+        model.__tablename__: _upsert(
+            dialect, model.__tablename__, _ROLLUP_COLUMNS, _KEY,
+            {"probes": f"{model.__tablename__}.probes + excluded.probes", "successes": f"{model.__tablename__}.successes + excluded.successes",
+             **{c: _merge_counts(dialect, model.__tablename__, c) for c in _COUNTERS}},
+        )
+        for model, _ in GRAINS
+    }
+    statements["rollup_uptime"] = _upsert(dialect, "rollup_uptime", _UPTIME_COLUMNS, ["bucket_start", "check"],
+                                          {"reported": "rollup_uptime.reported | excluded.reported", "up": "rollup_uptime.up | excluded.up"})
+    return statements
 
 
 def apply(session: Session, inc: Increments) -> None:
-    """Add `inc` to the rollup tables, in the caller's transaction."""
-    dialect = session.get_bind().dialect.name
-    insert = _INSERT[dialect]
+    """Add `inc` to the rollup tables, in the caller's transaction: one statement per table (on
+    SQLite an executemany), rows as the driver takes them — counters serialised once, no per-row
+    ORM processing."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    sql = _statements(dialect)
+    when = time_processor(conn.dialect)
+    tables: list[tuple[str, list[str], list[list[Any]]]] = []
     for model, name in GRAINS:
-        grain = getattr(inc, name)
-        if not grain:
-            continue
-        table = model.__table__
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(Key._fields),
-            set_={
-                "probes": table.c.probes + stmt.excluded.probes,
-                "successes": table.c.successes + stmt.excluded.successes,
-                **{name: _merge_counts(dialect, table.name, name) for name in _COUNTERS},
-            },
-        )
         # Sorted: agents upserting the same rows at once lock them in one order (no deadlock).
-        session.execute(stmt, [_row(key, tally) for key, tally in sorted(grain.items())])
-    if inc.uptime:
-        table = UptimeRow.__table__
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["bucket_start", "check"],
-            set_={"reported": table.c.reported.op("|")(stmt.excluded.reported), "up": table.c.up.op("|")(stmt.excluded.up)},
-        )
-        session.execute(stmt, [{"bucket_start": h, "check": c, "reported": m[0], "up": m[1]} for (h, c), m in sorted(inc.uptime.items())])
-
-
-def _row(key: Key, tally: Tally) -> dict[str, Any]:
-    return {
-        **key._asdict(), "probes": tally.probes, "successes": tally.successes,
-        **{name: dict(getattr(tally, name)) for name in _COUNTERS},
-    }
+        rows = [[when(key.bucket_start), *key[1:], tally.probes, tally.successes, *(getattr(tally, c) for c in _COUNTERS)]
+                for key, tally in sorted(getattr(inc, name).items())]
+        tables.append((model.__tablename__, _ROLLUP_COLUMNS, rows))
+    tables.append(("rollup_uptime", _UPTIME_COLUMNS, [[when(h), c, m[0], m[1]] for (h, c), m in sorted(inc.uptime.items())]))
+    for table, columns, rows in tables:
+        if not rows:
+            continue
+        if dialect == "postgresql":
+            document = json.dumps([{c: v.isoformat() if c == "bucket_start" else v for c, v in zip(columns, row)} for row in rows])
+            conn.exec_driver_sql(sql[table], (document,))
+        else:
+            conn.exec_driver_sql(sql[table], [tuple(json.dumps(v) if c in _COUNTERS else v for c, v in zip(columns, row)) for row in rows])
 
 
 def add_results(session: Session, results: Iterable[ProbeResult]) -> None:

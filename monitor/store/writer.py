@@ -80,7 +80,7 @@ class ResultWriter:
         url_or_engine: str | Engine,
         *,
         queue_size: int = 10000,
-        batch_size: int = 500,
+        batch_size: int = 5000,
         flush_interval: float = 1.0,
         spool_dir: str | Path | None = None,
         spool_max_results: int = 100000,
@@ -355,33 +355,40 @@ class ResultWriter:
         """Runs on a worker thread. Returns (rows written, results that cannot be written).
 
         Errors that may heal propagate, so the whole batch is retried (already stored ids
-        are skipped). A batch refused for its data is retried one result at a time, so
-        that one bad result (e.g. facts that are not JSON) costs itself, not the batch.
+        are skipped). A batch refused for its data is split in halves, each stored or split
+        again, so that one bad result (e.g. facts that are not JSON) costs itself, not the
+        batch — in about 2·log2(batch) writes rather than one write per result.
         """
         try:
             return self._store_together(batch), 0
         except Exception as exc:
             if _may_heal(exc):
                 raise
-        written = unwritable = 0
-        for result in batch:
-            try:
-                written += self._store_together([result])
-            except Exception as exc:
-                if _may_heal(exc):
-                    raise
-                unwritable += 1
-                log.error("cannot store result %s of check %r: %r", result.id, result.check, exc)
-        return written, unwritable
+            if len(batch) == 1:
+                log.error("cannot store result %s of check %r: %r", batch[0].id, batch[0].check, exc)
+                return 0, 1
+        half = len(batch) // 2
+        first, second = self._store(batch[:half]), self._store(batch[half:])
+        return first[0] + second[0], first[1] + second[1]
 
     def _store_together(self, batch: list[ProbeResult]) -> int:
         with Session(self._engine) as session, session.begin():
             written = save_results(session, batch)
             # A goproxy probe that verified a larger checksum-database tree says so in its
             # facts; keeping it in the same transaction as the result means a replay from the
-            # spool stores it too, and saving it twice is harmless (only a larger tree wins).
-            for result in batch:
-                tree = result.facts.get("sumdb_tree")
-                if isinstance(tree, dict):
-                    save_sumdb_tree(session, tree["name"], tree["size"], tree["hash"])
+            # spool stores it too, and saving it twice is harmless (only a larger tree wins —
+            # so each database's largest of the batch is all there is to save).
+            for name, tree in _largest_trees(batch).items():
+                save_sumdb_tree(session, name, tree["size"], tree["hash"])
             return written
+
+
+def _largest_trees(batch: list[ProbeResult]) -> dict[str, dict]:
+    """Per checksum database, the first tree of the largest size in the batch (what saving
+    them one by one, in order, would leave)."""
+    largest: dict[str, dict] = {}
+    for result in batch:
+        tree = result.facts.get("sumdb_tree")
+        if isinstance(tree, dict) and (tree["name"] not in largest or tree["size"] > largest[tree["name"]]["size"]):
+            largest[tree["name"]] = tree
+    return largest
