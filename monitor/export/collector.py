@@ -148,8 +148,7 @@ class MonitorCollector(Collector):
             "monitor_probe_phase_seconds", "Time spent in each probe phase", labels=PROBE_LABELS + ["phase", "transport"]
         )
         for (check, vantage, target, phase, transport), h in s.phases.items():
-            # Histogram.observe counts cumulatively already (value <= bound, for every bound).
-            buckets = [(repr(bound), count) for bound, count in zip(PHASE_BUCKETS, h.counts)]
+            buckets = [(repr(bound), count) for bound, count in zip(PHASE_BUCKETS, h.cumulative())]
             buckets.append(("+Inf", h.total))
             phases.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target, phase, transport], buckets, h.sum)
         yield phases

@@ -79,7 +79,11 @@ class ExporterServer:
 
     async def _route(self, writer: asyncio.StreamWriter, method: str, path: str) -> None:
         if path == "/metrics" and method in ("GET", "HEAD"):
-            await self._respond(writer, 200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+            # Off the event loop: at thousands of checks the exposition takes seconds of CPU, which
+            # would hold every probe's timers and the scheduler for that long (collectors are
+            # thread-safe: ExporterState copies itself under its lock).
+            body = await asyncio.to_thread(generate_latest, self.registry)
+            await self._respond(writer, 200, body, CONTENT_TYPE_LATEST)
         elif path == "/healthz" and method in ("GET", "HEAD"):
             report = self.health()
             lines = [report["status"], *(f"{part}: {d['status']}{' (' + d['why'] + ')' if d.get('why') else ''}" for part, d in report.items() if isinstance(d, dict))]
