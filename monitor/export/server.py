@@ -20,9 +20,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from monitor.config import split_host_port
+from monitor.export.exposition import exposition
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,7 @@ class ExporterServer:
 
     async def _route(self, writer: asyncio.StreamWriter, method: str, path: str) -> None:
         if path == "/metrics" and method in ("GET", "HEAD"):
-            # Off the event loop: at thousands of checks the exposition takes seconds of CPU, which
-            # would hold every probe's timers and the scheduler for that long (collectors are
-            # thread-safe: ExporterState copies itself under its lock).
-            body = await asyncio.to_thread(generate_latest, self.registry)
-            await self._respond(writer, 200, body, CONTENT_TYPE_LATEST)
+            await self._metrics(writer, head_only=method == "HEAD")
         elif path == "/healthz" and method in ("GET", "HEAD"):
             report = self.health()
             lines = [report["status"], *(f"{part}: {d['status']}{' (' + d['why'] + ')' if d.get('why') else ''}" for part, d in report.items() if isinstance(d, dict))]
@@ -106,6 +103,20 @@ class ExporterServer:
             await self._respond(writer, 200, body, "text/html; charset=utf-8")
         else:
             await self._respond(writer, 404, b"not found\n")
+
+    async def _metrics(self, writer: asyncio.StreamWriter, *, head_only: bool) -> None:
+        """The exposition, written as it is made: chunks made on a thread (at thousands of checks
+        it is seconds of CPU, which would hold every probe's timers and the scheduler), sent as they
+        come so a scrape never holds the whole body (tens of MB); the end of the body is the end
+        of the connection. Collectors are thread-safe: ExporterState copies itself under its lock."""
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        if head_only:
+            await writer.drain()
+            return
+        chunks = exposition(self.registry)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            writer.write(chunk)
+            await writer.drain()
 
     @staticmethod
     async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
