@@ -212,7 +212,8 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(f"open files limit for the daemon: {hard} (soft was {soft}); machine: {os.cpu_count()} cores", flush=True)
+    print(f"open files limit for the daemon: {hard} (soft was {soft}); machine: {os.cpu_count()} cores; "
+          f"load average at start {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="agent-scale-") as tmp, servers(Path(tmp)) as ports:
         directory = Path(tmp)
@@ -270,7 +271,8 @@ def main() -> None:
     ]
     for name, value, goal in rows:
         print(f"{name:34s} {value:14.2f} {'< ' + format(goal, 'g') if goal else '':>12s}  {('yes' if value < goal else 'NO') if goal else ''}")
-    print(f"lag samples: {len(lags)} from {len(steady)} scrapes after the first interval; daemon CPU {cpu_end:.1f} s over {wall_end:.0f} s")
+    print(f"lag samples: {len(lags)} from {len(steady)} scrapes after the first interval; daemon CPU {cpu_end:.1f} s over {wall_end:.0f} s; "
+          f"load average at end {Path('/proc/loadavg').read_text().split()[0]} (other processes share the machine)")
     print("\nminute  results  checks run  expected")
     for minute, results, checks in per_minute:
         whole = (minute + 1) * 60 <= wall_end
