@@ -47,8 +47,8 @@ from monitor.config import Check, Config
 from monitor.model import ProbeResult, Verdict, VerdictName, utcnow
 from monitor.store import make_engine
 from monitor.store.engine import describe_error
-from monitor.store.models import ResultRow
 from monitor.store.episodes import drop_episode, episode_state, latest_summaries, save_episode, sni_experiments_since
+from monitor.store.models import ResultRow
 
 log = logging.getLogger(__name__)
 
