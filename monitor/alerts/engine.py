@@ -142,7 +142,7 @@ class AlertEngine:
         self._stop.set()
 
     def firing(self) -> list[AlertRecord]:
-        return [a for a in list(self._alerts.values()) if a.firing]  # copied at once: scrapes call this from a thread
+        return [a for a in self._alerts.values() if a.firing]
 
     def sinks(self) -> list[Sink]:
         return list(self._sinks)
