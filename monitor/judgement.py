@@ -34,8 +34,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,7 @@ from monitor.model import ProbeResult, Verdict, VerdictName, utcnow
 from monitor.store import make_engine
 from monitor.store.engine import describe_error
 from monitor.store.episodes import drop_episode, episode_state, latest_summaries, save_episode, sni_experiments_since
+from monitor.store.models import ResultRow
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +61,22 @@ class Conclusion:
 
 # After the store failed (or did not answer), how long runs are judged without it.
 STORE_RETRY_S = 10.0
+# How often the judge asks the store whether another agent wrote results lately (see _store_may_add).
+OTHER_AGENTS_RECHECK_S = 30.0
 
 
 class Judge:
-    def __init__(self, config: Config, *, store: bool = True):
+    def __init__(self, config: Config, *, store: bool = True, others_recheck_s: float = OTHER_AGENTS_RECHECK_S):
         self.engine = make_engine(config.storage.dsn) if store else None
+        self.others_recheck_s = others_recheck_s
         self.apply(config)
         self._lock = threading.Lock()  # the maps below: runs are judged from several threads
         self._store_lock = threading.Lock()  # one writer of pending episode changes at a time
-        self._latest: dict[tuple[str, str, str], ProbeResult] = {}  # (check, vantage, agent) -> its last run's last result
+        # check -> (vantage, agent) -> its last run's last result; by check, as a run reads its own
+        self._latest: dict[str, dict[tuple[str, str], ProbeResult]] = {}
+        self._started = time.monotonic()
+        self._others_checked_at: float | None = None  # when the store was last asked for other agents' results
+        self._others_seen = True  # whether it had any (until asked: assume so)
         self._states: dict[tuple[str, str], State] = {}  # (check, vantage) -> episodes, once known
         self._unsaved: dict[str, Episode] = {}  # episode id -> its latest version, not yet stored
         self._undropped: dict[str, Episode] = {}  # pending episodes to delete from the store
@@ -120,7 +129,7 @@ class Judge:
         if self.is_control(last.vantage, last.agent):
             last.facts["control_vantage"] = True
         with self._lock:
-            self._latest[(check.name, last.vantage, last.agent)] = last
+            self._latest.setdefault(check.name, {})[(last.vantage, last.agent)] = last
         state = self._state(key, online)
         if state is None:  # the store was never readable for it: no episode moves yet
             return Conclusion(judged.verdict, None, None)
@@ -150,7 +159,10 @@ class Judge:
         """Drop the memory of (check, vantage) pairs no longer configured."""
         with self._lock:
             self._states = {k: v for k, v in self._states.items() if k in keep}
-            self._latest = {k: v for k, v in self._latest.items() if (k[0], k[1]) in keep or k[2] != self.agent}
+            self._latest = {
+                name: kept for name, runs in self._latest.items()
+                if (kept := {(v, a): r for (v, a), r in runs.items() if (name, v) in keep or a != self.agent})
+            }
 
     # --- other vantages ------------------------------------------------------------------------
 
@@ -158,10 +170,10 @@ class Judge:
         since = last.started_at - timedelta(seconds=self.analysis.cross_vantage_max_age)
         found: dict[tuple[str, str], ProbeResult] = {}
         with self._lock:
-            for (name, vantage, agent), r in self._latest.items():
-                if name == check.name and r.started_at >= since:
+            for (vantage, agent), r in self._latest.get(check.name, {}).items():
+                if r.started_at >= since:
                     found[(vantage, agent)] = r
-        for r in self._stored_peers(check, last, since) if online else ():
+        for r in self._stored_peers(check, last, since) if online and self._store_may_add(check, since) else ():
             known = found.get((r.vantage, r.agent))
             if known is None or r.started_at > known.started_at:
                 found[(r.vantage, r.agent)] = r
@@ -171,7 +183,35 @@ class Judge:
             for _, r in sorted(found.items()) if r.id != last.id
         ]
 
-    def _stored_peers(self, check: Check, last: ProbeResult, since) -> list[ProbeResult]:
+    def _store_may_add(self, check: Check, since: datetime) -> bool:
+        """Whether the store may hold peers that memory does not: another agent's results, or
+        (for a check with several vantages) this agent's own from before this process started.
+        Asking the store once per run costs more than the probe itself at thousands of checks;
+        asking whether any other agent wrote lately costs one query every `others_recheck_s`
+        — a newly started agent's results are consulted at most that much later."""
+        if len(check.vantages) > 1 and time.monotonic() - self._started < self.analysis.cross_vantage_max_age:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            fresh = self._others_checked_at is not None and now - self._others_checked_at < self.others_recheck_s
+            if fresh:
+                return self._others_seen
+            self._others_checked_at = now  # one step asks; the others use the previous answer meanwhile
+        try:
+            with Session(self.engine) as session:
+                seen = session.scalars(
+                    select(ResultRow.agent).where(ResultRow.started_at >= since, ResultRow.agent != self.agent).limit(1)
+                ).first() is not None
+        except SQLAlchemyError as e:
+            self._store_down(e)
+            with self._lock:
+                self._others_checked_at = None
+            return True
+        with self._lock:
+            self._others_seen = seen
+        return seen
+
+    def _stored_peers(self, check: Check, last: ProbeResult, since: datetime) -> list[ProbeResult]:
         try:
             with Session(self.engine) as session:
                 found = latest_summaries(session, check.name, last.kind, since, target=last.target)

@@ -1,7 +1,10 @@
 """When checks run: APScheduler's AsyncIOScheduler, one job per (check, vantage).
 
-- each job fires every `interval` with jitter, and its first run is spread over the first
-  interval so that a hundred checks do not all start in the same second;
+- each job fires every `interval` exactly, at a phase of its own: its first run comes at an
+  offset taken from a hash of its id, spread over a start window (below), and every later
+  run one interval after the previous one — so checks stay spread over the interval instead
+  of bunching (random per-run jitter, as APScheduler applies it, both let them drift together
+  and stretched every interval by half the jitter on average);
 - `max_instances=1`: a check never overlaps with itself (a slow run makes the next one skip);
 - `coalesce=True`: runs missed while the loop was busy collapse into one;
 - a global semaphore caps how many probes run at once;
@@ -16,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -44,9 +47,20 @@ def job_id(check: str, vantage: str) -> str:
     return f"{check}@{vantage}"
 
 
-def jitter_for(interval: float) -> float:
-    """Up to 10 % of the interval, at most 10 s: enough to de-synchronise, not to blur."""
-    return min(interval * 0.1, 10.0)
+# First runs start over at least this long (a small agent has results within seconds) ...
+START_WINDOW_S = 10.0
+# ... and over long enough that they come at most this many per second, up to one interval:
+# 10,000 checks at 60 s then run evenly over the minute from the first round on.
+START_RATE = 100.0
+
+
+def start_window(interval: float, jobs: int) -> float:
+    return min(interval, max(START_WINDOW_S, jobs / START_RATE))
+
+
+def phase(jid: str) -> float:
+    """A fraction in [0, 1) fixed by the job id: the same check keeps its place across restarts."""
+    return zlib.crc32(jid.encode()) / 2**32
 
 
 class CheckScheduler:
@@ -94,10 +108,10 @@ class CheckScheduler:
             if jid in self._checks:
                 unchanged.add(jid)
                 continue
-            first = now + timedelta(seconds=random.uniform(0, min(check.interval, 10.0)))
+            first = now + timedelta(seconds=phase(jid) * start_window(check.interval, len(wanted)))
             self._scheduler.add_job(
                 self._run,
-                IntervalTrigger(seconds=check.interval, jitter=jitter_for(check.interval), start_date=first),
+                IntervalTrigger(seconds=check.interval, start_date=first),
                 args=(check, vantage),
                 id=jid,
                 name=jid,
@@ -171,7 +185,7 @@ class CheckScheduler:
         last, self._due[jid] = self._due.get(jid), scheduled
         if check is None or last is None:
             return
-        passed_over = round((scheduled - last).total_seconds() / check.interval) - 1  # jitter is at most 10 %
+        passed_over = round((scheduled - last).total_seconds() / check.interval) - 1
         if passed_over > 0:
             self._skip(jid, "late", passed_over, "runs came due while an earlier one waited")
 

@@ -141,7 +141,7 @@ async def test_sni_rst_pages_with_evidence_survives_a_restart_and_resolves(
         # Then the filter starts resetting the site's ClientHellos.
         blocked.add(SITE)
         started = time.monotonic()
-        # interval × confirmations (+ up to 10 % jitter), one round's own time, a poll, and slack for a busy machine.
+        # interval × confirmations (+ the first run's phase, up to 10 s), one round's own time, a poll, and slack for a busy machine.
         [alert] = await until(lambda: ours(alertmanager), INTERVAL * CONFIRMATIONS * 1.1 + 15, "the SNI alert in Alertmanager", daemon)
         print(f"alert in Alertmanager {time.monotonic() - started:.1f} s after the filter started")
         labels, annotations = alert["labels"], alert["annotations"]

@@ -4,6 +4,7 @@ monitor_verdict on /metrics."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -138,7 +139,7 @@ def test_judge_uses_other_vantages_and_stores_episodes(tmp_path):
     upgrade(url)
     cfg = load_config_text(CONFIG.format(url=url))
     check = cfg.check("s")
-    judge = Judge(cfg)
+    judge = Judge(cfg, others_recheck_s=0)  # the other agent appears between two runs: look every time
     state = ExporterState()
     try:
         now = datetime.now(UTC)
@@ -178,6 +179,32 @@ def test_judge_uses_other_vantages_and_stores_episodes(tmp_path):
     assert 'monitor_verdict{check="s",vantage="here",verdict="ok"} 0.0' in text
     state.forget_checks_except(set())
     assert "monitor_verdict{" not in generate_latest(registry).decode()
+
+
+def test_another_agent_appearing_is_consulted_once_the_judge_looks_again(tmp_path):
+    """With no other agent in the store the judge does not ask it for peers on every run; it
+    asks whether one appeared every `others_recheck_s`, and from then on consults its results."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    cfg = load_config_text(CONFIG.format(url=url))
+    check = cfg.check("s")
+    judge = Judge(cfg, others_recheck_s=1.0)
+    try:
+        now = datetime.now(UTC)
+        blocked = lambda: built.repeated(lambda a: built._dead(a, "syn_timeout"))
+        judge.conclude(check, site_run(blocked(), "here", "here-agent", now))  # looks: nobody else
+        with Session(judge.engine) as session, session.begin():
+            save_results(session, judged_site_run(built.clean_attempt(), "clean", "other-agent", now))
+        soon = site_run(blocked(), "here", "here-agent", now + timedelta(seconds=1))
+        judge.conclude(check, soon)
+        assert soon[-1].facts["compared_with"] == []  # within the recheck period: not seen yet
+        time.sleep(1.1)
+        later = site_run(blocked(), "here", "here-agent", now + timedelta(seconds=2))
+        judge.conclude(check, later)
+        assert later[-1].facts["compared_with"] == ["clean@other-agent"]
+        assert later[-1].verdict.name is V.IP_BLOCKING
+    finally:
+        judge.close()
 
 
 def judged_site_run(results, vantage, agent, at):

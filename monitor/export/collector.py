@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.export.exposition import Counter, Gauge, Histogram
 from monitor.export.state import PHASE_BUCKETS, ExporterState
 from monitor.model import Phase, ProbeResult, VerdictName
 from monitor.redact import redact_url
@@ -50,20 +51,20 @@ class MonitorCollector(Collector):
         yield from self._daemon_metrics(s)
 
     def _probe_metrics(self, s: ExporterState) -> Iterator[Metric]:
-        success = GaugeMetricFamily("probe_success", "1 if the last probe succeeded", labels=PROBE_LABELS)
-        duration = GaugeMetricFamily("probe_duration_seconds", "Duration of the last probe", labels=PROBE_LABELS)
-        dns_time = GaugeMetricFamily("probe_dns_lookup_time_seconds", "Time spent resolving the target name", labels=PROBE_LABELS)
-        http_phase = GaugeMetricFamily("probe_http_duration_seconds", "HTTP request phases of the last probe", labels=PROBE_LABELS + ["phase"])
-        status = GaugeMetricFamily("probe_http_status_code", "HTTP status of the last response", labels=PROBE_LABELS)
-        expiry = GaugeMetricFamily("probe_ssl_earliest_cert_expiry", "Unix time the presented leaf certificate expires", labels=PROBE_LABELS)
-        tls_version = GaugeMetricFamily("probe_tls_version_info", "TLS version of the last handshake", labels=PROBE_LABELS + ["version"])
-        checksum_ok = GaugeMetricFamily(
+        success = Gauge("probe_success", "1 if the last probe succeeded", labels=PROBE_LABELS)
+        duration = Gauge("probe_duration_seconds", "Duration of the last probe", labels=PROBE_LABELS)
+        dns_time = Gauge("probe_dns_lookup_time_seconds", "Time spent resolving the target name", labels=PROBE_LABELS)
+        http_phase = Gauge("probe_http_duration_seconds", "HTTP request phases of the last probe", labels=PROBE_LABELS + ["phase"])
+        status = Gauge("probe_http_status_code", "HTTP status of the last response", labels=PROBE_LABELS)
+        expiry = Gauge("probe_ssl_earliest_cert_expiry", "Unix time the presented leaf certificate expires", labels=PROBE_LABELS)
+        tls_version = Gauge("probe_tls_version_info", "TLS version of the last handshake", labels=PROBE_LABELS + ["version"])
+        checksum_ok = Gauge(
             "monitor_module_checksum_ok", "1 if the fetched module matched its pinned / checksum-database hashes", labels=PROBE_LABELS
         )
-        consistent = GaugeMetricFamily(
+        consistent = Gauge(
             "monitor_dns_answers_consistent", "1 if the resolvers of the last DNS round agreed", labels=["check", "vantage"]
         )
-        zip_rate = GaugeMetricFamily("monitor_module_zip_bytes_per_second", "Module zip download throughput", labels=PROBE_LABELS)
+        zip_rate = Gauge("monitor_module_zip_bytes_per_second", "Module zip download throughput", labels=PROBE_LABELS)
         for r in s.latest.values():
             labels = _labels(r)
             success.add_metric(labels, 1.0 if r.ok else 0.0)
@@ -95,21 +96,21 @@ class MonitorCollector(Collector):
 
     def _detail_metrics(self, s: ExporterState) -> Iterator[Metric]:
         """What a kind's last result saw beyond success: the facts a board or rule needs to say why."""
-        server_hello = GaugeMetricFamily(
+        server_hello = Gauge(
             "monitor_sni_server_hello",
             "1 if the server answered the ClientHello of this attempt of the last SNI experiment (target, control or none SNI)",
             labels=PROBE_LABELS + ["attempt"],
         )
-        injected = GaugeMetricFamily(
+        injected = Gauge(
             "monitor_dns_injected_replies", "Replies to the last UDP query that answered otherwise than the first one (forged replies racing it)", labels=PROBE_LABELS
         )
-        served_by = GaugeMetricFamily(
+        served_by = Gauge(
             "monitor_module_served_by", "1 for the proxy of the GOPROXY list that served the module zip in the last probe", labels=PROBE_LABELS + ["proxy"]
         )
-        tree_size = GaugeMetricFamily(
+        tree_size = Gauge(
             "monitor_sumdb_tree_size", "Records in the checksum database tree the last probe verified", labels=PROBE_LABELS + ["sumdb"]
         )
-        git_part = GaugeMetricFamily(
+        git_part = Gauge(
             "monitor_git_part_success", "1 if this part of the last git probe succeeded: smart HTTP (http) or the SSH banner (ssh)", labels=PROBE_LABELS + ["part"]
         )
         for r in s.latest.values():
@@ -134,30 +135,27 @@ class MonitorCollector(Collector):
 
     def _history_metrics(self, s: ExporterState) -> Iterator[Metric]:
         kinds = {key: r.kind for key, r in s.latest.items()}
-        runs = CounterMetricFamily("monitor_probe_runs", "Probe results measured (a dns or site round counts each of its results)", labels=PROBE_LABELS)
+        runs = Counter("monitor_probe_runs", "Probe results measured (a dns or site round counts each of its results)", labels=PROBE_LABELS)
         for (check, vantage, target), n in s.runs.items():
             runs.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target], n)
         yield runs
-        failures = CounterMetricFamily(
+        failures = Counter(
             "monitor_probe_failures", "Probe failures by class and operation", labels=PROBE_LABELS + ["class", "operation"]
         )
         for (check, vantage, target, cls, op), n in s.failures.items():
             failures.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target, cls, op], n)
         yield failures
-        phases = HistogramMetricFamily(
-            "monitor_probe_phase_seconds", "Time spent in each probe phase", labels=PROBE_LABELS + ["phase", "transport"]
+        phases = Histogram(
+            "monitor_probe_phase_seconds", "Time spent in each probe phase", labels=PROBE_LABELS + ["phase", "transport"], bounds=PHASE_BUCKETS
         )
         for (check, vantage, target, phase, transport), h in s.phases.items():
-            # Histogram.observe counts cumulatively already (value <= bound, for every bound).
-            buckets = [(repr(bound), count) for bound, count in zip(PHASE_BUCKETS, h.counts)]
-            buckets.append(("+Inf", h.total))
-            phases.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target, phase, transport], buckets, h.sum)
+            phases.add_metric([check, kinds.get((check, vantage, target), ""), vantage, target, phase, transport], [*h.cumulative(), h.total], h.sum)
         yield phases
 
     def _verdict_metric(self, s: ExporterState) -> Metric:
         # A state set: every verdict of the closed vocabulary, 1 for the current one, so that
         # an alert rule can match `== 1` and a dashboard can stack them over time.
-        verdict = GaugeMetricFamily(
+        verdict = Gauge(
             "monitor_verdict", "1 for the current verdict of a check from a vantage (its open episode's, else ok)", labels=["check", "vantage", "verdict"]
         )
         for (check, vantage), current in s.verdicts.items():
@@ -166,13 +164,13 @@ class MonitorCollector(Collector):
         return verdict
 
     def _daemon_metrics(self, s: ExporterState) -> Iterator[Metric]:
-        lag = GaugeMetricFamily(
+        lag = Gauge(
             "monitor_scheduler_lag_seconds", "How late the last run of a check started (or, still waiting to start, is so far)", labels=["check", "vantage"]
         )
         for (check, vantage), seconds in s.scheduler_lag.items():
             lag.add_metric([check, vantage], seconds)
         yield lag
-        skipped = CounterMetricFamily(
+        skipped = Counter(
             "monitor_scheduler_skipped_runs", "Runs that did not happen: overlap (the previous one still going) or late (coalesced, missed)",
             labels=["check", "vantage", "reason"],
         )

@@ -8,8 +8,10 @@ series for a check vanish as soon as `forget_checks_except` drops it after a rel
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from monitor.model import ProbeResult
 
@@ -22,16 +24,20 @@ SeriesKey = tuple[str, str, str]  # (check, vantage, target): a DNS round has on
 
 @dataclass
 class Histogram:
+    # Per bucket, not cumulative: an observation touches one slot (a scrape adds them up).
     counts: list[int] = field(default_factory=lambda: [0] * len(PHASE_BUCKETS))
     total: int = 0
     sum: float = 0.0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(PHASE_BUCKETS):
-            if value <= bound:
-                self.counts[i] += 1
+        i = bisect_left(PHASE_BUCKETS, value)  # the first bound >= value, as `le` means
+        if i < len(PHASE_BUCKETS):
+            self.counts[i] += 1
         self.total += 1
         self.sum += value
+
+    def cumulative(self) -> list[int]:
+        return list(accumulate(self.counts))
 
 
 @dataclass
