@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor import netns as network_namespaces
+from monitor.memory import limit_malloc_arenas
 from monitor.alerts import AlertEngine
 from monitor.config import Check, Config, ConfigError, SiteCheck, TlsCheck, load_config
 from monitor.export.collector import MonitorCollector
@@ -284,4 +285,5 @@ async def try_prepare_store(url: str, *, migrate: bool = True, quiet: bool = Fal
 
 
 async def run_daemon(config_path: str | Path, config: Config) -> int:
+    limit_malloc_arenas()  # before the first worker thread (monitor/memory.py says why)
     return await Daemon(config_path, config).run()
