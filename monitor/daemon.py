@@ -21,13 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor import netns as network_namespaces
-from monitor.memory import limit_malloc_arenas
 from monitor.alerts import AlertEngine
 from monitor.config import Check, Config, ConfigError, SiteCheck, TlsCheck, load_config
 from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
 from monitor.judgement import Judge
+from monitor.memory import limit_malloc_arenas
 from monitor.model import ProbeResult, VerdictName
 from monitor.probes import measure
 from monitor.probes._sni import RESIDUAL
