@@ -66,7 +66,10 @@ def stored(db: Path) -> int:
 def concluded(daemon: DaemonProcess) -> tuple[float, float]:
     """Runs of the one-result kinds (tcp, tls, http) concluded so far — judged, counted in
     monitor_probe_runs_total and handed to the writer — and runs skipped (overlap, late)."""
-    text = daemon.metrics()
+    try:  # a busy agent may answer late; a sample without it is still a memory sample
+        text = daemon.get("/metrics", timeout=30)[1]
+    except OSError:
+        return float("nan"), float("nan")
     runs = sum(v for labels, v in metric_samples(text, "monitor_probe_runs_total").items() if dict(labels)["kind"] in ONE_RESULT)
     return runs, sum(metric_samples(text, "monitor_scheduler_skipped_runs_total").values())
 
