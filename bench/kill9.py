@@ -52,7 +52,7 @@ def main() -> None:
     flush = parse_duration(args.flush)
     print(f"\nkills {len(kills)}; lost per kill: median {statistics.median(lost):g}, max {max(lost)} "
           f"(batch_size {args.batch}); oldest lost result measured {max(ages, default=0):.2f} s before its kill "
-          f"(flush_interval {flush:g} s); results per second measured {args.checks / parse_duration(args.interval):g}")
+          f"(flush_interval {flush:g} s); nominal rate {args.checks / parse_duration(args.interval):g} results/s")
     print(f"store integrity_check: {check}; spool segments left after the graceful run: {leftover}")
     print("bound holds" if max(lost) <= args.batch and max(ages, default=0) <= flush + 1.0 and check == "ok" and not leftover else "BOUND BROKEN")
 

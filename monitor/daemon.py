@@ -28,6 +28,7 @@ from monitor.export.collector import MonitorCollector
 from monitor.export.server import ExporterServer
 from monitor.export.state import ExporterState
 from monitor.judgement import Judge
+from monitor.memory import limit_malloc_arenas
 from monitor.model import ProbeResult, VerdictName
 from monitor.probes import measure
 from monitor.probes._sni import RESIDUAL
@@ -293,4 +294,5 @@ async def try_prepare_store(url: str, *, migrate: bool = True, quiet: bool = Fal
 
 
 async def run_daemon(config_path: str | Path, config: Config) -> int:
+    limit_malloc_arenas()  # before the first worker thread (monitor/memory.py says why)
     return await Daemon(config_path, config).run()
