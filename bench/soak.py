@@ -34,7 +34,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.config import parse_duration  # noqa: E402
-from monitor.scheduler import jitter_for  # noqa: E402
 from tests.daemon_harness import DaemonProcess, samples as metric_samples, start_daemon  # noqa: E402
 from tests.servers.certs import make_pki  # noqa: E402
 from tests.servers.dns_unbound import run_unbound  # noqa: E402
@@ -135,10 +134,9 @@ def main() -> None:
         if out:
             out.write("minutes,agent,rss_mib,anon_mib,file_mib,threads,stored,concluded_of_nominal,skipped\n")
         samples: list[list[Sample]] = [[] for _ in daemons]
-        # tcp, tls and http runs per second. APScheduler 3 adds each run's jitter to the previous,
-        # already jittered, fire time: a job fires every interval + jitter/2 on average.
+        # tcp, tls and http runs per second: each check fires once per interval, at its own phase.
         interval = parse_duration(args.interval)
-        nominal = sum(1 for i in range(args.checks) if i % 4 < 3) / (interval + jitter_for(interval) / 2)
+        nominal = sum(1 for i in range(args.checks) if i % 4 < 3) / interval
         before: list[tuple[float, float, float] | None] = [None for _ in daemons]  # the previous sample's
         started = time.monotonic()
         while True:  # bounded by --duration

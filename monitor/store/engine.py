@@ -41,6 +41,13 @@ def make_engine(url: str) -> Engine:
             options=f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS} -c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}",
             **POSTGRES_KEEPALIVES,
         )
+    elif backend == "sqlite" and "cached_statements" not in make_url(url).query:
+        # sqlite3 keeps its last 128 prepared statements per connection, and the writer's batch
+        # statements change shape with the batch's size (one multi-row INSERT, one id lookup):
+        # each connection cached up to 128 large ones, tens of MiB of C memory that grew for
+        # the first hours of a run (bench/RESULTS.md, "Soak (one hour)"). Preparing the small
+        # fixed queries again costs microseconds.
+        connect_args["cached_statements"] = 0
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
