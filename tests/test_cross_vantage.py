@@ -41,3 +41,26 @@ def test_max_age_leaves_out_vantages_that_went_quiet(db_url: str) -> None:
     assert [r.id for r in recent] == [fresh_ok.id, fresh_fail.id]  # by vantage, then agent
     assert [(r.vantage, r.agent, r.ok) for r in recent] == [("local", "probe-fra-1", True), ("local", "probe-hk-1", False)]
     assert [r.id for r in everything] == [quiet.id, fresh_ok.id, fresh_fail.id]
+
+
+def test_the_peer_query_reads_only_the_recent_results_of_the_check(tmp_path) -> None:
+    """latest_summaries is asked once per run judged: on SQLite its plan must use the
+    (check, started_at) index for the time bound too, not read every stored result of the check."""
+    from sqlalchemy import event
+
+    from monitor.store.episodes import latest_summaries
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    seen: list[tuple[str, object]] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, parameters, context, many: seen.append((statement, parameters)))
+    try:
+        with Session(engine) as session:
+            latest_summaries(session, "gh-tls", "tls", utcnow() - timedelta(minutes=5))
+        statement, parameters = next((s, p) for s, p in seen if "row_number()" in s)
+        with engine.connect() as connection:
+            plan = " | ".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+    finally:
+        engine.dispose()
+    assert "USING INDEX ix_results_check_started_at (check=? AND started_at>?)" in plan, plan

@@ -94,6 +94,8 @@ class ResultRow(Base):
     __table_args__ = (
         # Time-range reads of one check from one vantage (dashboards, analysis, rollups).
         Index("ix_results_check_vantage_started_at", "check", "vantage", "started_at"),
+        # One check's recent results from every vantage (the judge's peers, migration 0006).
+        Index("ix_results_check_started_at", "check", "started_at"),
         # Retention deletes by age across all checks.
         Index("ix_results_started_at", "started_at"),
         {"postgresql_partition_by": "RANGE (started_at)"},
