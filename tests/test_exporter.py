@@ -110,3 +110,23 @@ def test_run_counts_vanish_with_their_check() -> None:
     state.record(_result("a", "tcp", "h:1"))
     state.forget_checks_except(set())
     assert _get(_scrape(state), "monitor_probe_runs_total") == []
+
+
+def test_streamed_exposition_is_prometheus_clients_text() -> None:
+    """/metrics is written by monitor.export.exposition, chunk by chunk; joined, it must be
+    exactly what prometheus-client's generate_latest makes of the same collector."""
+    from monitor.export.exposition import exposition
+
+    state = ExporterState()
+    state.record(_result("web", "http", 'https://a/"quoted"\\path\nline', phases={"resolve": 0.001, "connect": 0.002, "tls": 0.003, "ttfb": 0.004, "transfer": 0.005},
+                         facts={"status_code": 200, "tls_version": "TLSv1.3", "cert_not_after": "2030-01-01T00:00:00Z"}))
+    state.record(_result("web", "http", "https://b/", ok=False, failure=Failure(FailureClass.CONNECTION_RESET, Operation.TLS_HANDSHAKE)))
+    state.record(_result("dns", "dns", "udp://127.0.0.1:53", phases={"dns_round_trip": 0.01}, facts={"transport": "udp", "role": "resolver"}))
+    state.record(_result("mod", "goproxy", "m@v1.0.0 via https://p", facts={"checksum_ok": True, "zip_bytes_per_second": 1e6}))
+    for n in range(1200):  # more series than one chunk
+        state.record(_result(f"tcp-{n}", "tcp", f"127.0.0.1:{1000 + n}", phases={"connect": n / 1e5}))
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(state, queue_depth=lambda: 3))
+    chunks = list(exposition(registry))
+    assert len(chunks) > 1
+    assert b"".join(chunks) == generate_latest(registry)
