@@ -177,24 +177,17 @@ async def _(lab):
     return dns(lab.dns("truncate_reset").udp)
 
 
-@row("dns/tcp-junk", "dns_malformed", "dns_round_trip")
-async def _(lab):
-    return dns(lab.dns("junk").tcp)
+def _tcp_row(id: str, behaviour: str, cls: str, **limits: Any) -> None:
+    async def build(lab: Lab) -> DnsCheck:
+        return dns(lab.dns(behaviour).tcp, **limits)
+
+    row(f"dns/tcp-{id}", cls, "dns_round_trip")(build)
 
 
-@row("dns/tcp-compression-pointer-loop", "dns_malformed", "dns_round_trip")
-async def _(lab):
-    return dns(lab.dns("pointer_loop").tcp)
-
-
-@row("dns/tcp-length-prefix-lies", "eof_error", "dns_round_trip")
-async def _(lab):
-    return dns(lab.dns("length_lie").tcp)
-
-
-@row("dns/tcp-reply-drips", "generic_timeout_error", "dns_round_trip")
-async def _(lab):
-    return dns(lab.dns("drip").tcp, **_SLOW)
+_tcp_row("junk", "junk", "dns_malformed")
+_tcp_row("compression-pointer-loop", "pointer_loop", "dns_malformed")
+_tcp_row("length-prefix-lies", "length_lie", "eof_error")
+_tcp_row("reply-drips", "drip", "generic_timeout_error", **_SLOW)
 
 
 @row("dns/dot-garbage-instead-of-tls", "ssl_failed_handshake", "tls_handshake")
