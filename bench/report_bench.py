@@ -49,7 +49,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName  # noqa: E402
@@ -58,9 +57,8 @@ from monitor.store import partitions, rollups  # noqa: E402
 from monitor.store.histogram import bucket_of  # noqa: E402
 from monitor.report.period import quarter  # noqa: E402
 from monitor.store.bulk import values as _to_row  # noqa: E402
+from tests.conftest import POSTGRES_SERVER, create_postgres_database, drop_postgres_database  # noqa: E402
 
-POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-ADMIN_DB = "test"
 VANTAGES = 5
 CENSORED = VANTAGES - 1
 PROXIES = ("https://proxy.golang.org", "https://goproxy.cn")
@@ -357,15 +355,6 @@ def maintenance_cost(url: str, series: list[Series], at: datetime, n: int, round
     return out
 
 
-def postgres_admin(statement: str) -> None:
-    engine = create_engine(f"{POSTGRES_SERVER}/{ADMIN_DB}", isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--series", type=int, default=1000, help="(check, vantage) series; a multiple of 5")
@@ -399,7 +388,7 @@ def main() -> int:
         urls["sqlite"] = f"sqlite:///{db}"
     if "postgresql" in stores:
         if not args.reuse:
-            postgres_admin(f'CREATE DATABASE "{pg_name}"')
+            create_postgres_database(pg_name)
         urls["postgresql"] = f"{POSTGRES_SERVER}/{pg_name}"
     before = period.previous()
     try:
@@ -463,7 +452,7 @@ def main() -> int:
             print(f"{name:<11} {w:13.0f} {wo:9.0f} {w - wo:13.0f}", flush=True)
     finally:
         if "postgresql" in urls and not args.keep:
-            postgres_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            drop_postgres_database(pg_name)
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         elif args.keep:

@@ -55,12 +55,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy import Engine, text  # noqa: E402
 
 from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName, format_time  # noqa: E402
 from monitor.store import ResultWriter, make_engine, partitions, rollups, upgrade  # noqa: E402
+from tests.conftest import create_postgres_database, drop_postgres_database  # noqa: E402
 
-POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 ADMIN_DB = "test"
 # Kinds per check, by its number: what a config of a few hundred checks looks like.
 KINDS = ("http", "http", "http", "http", "tls", "tls", "dns", "site", "goproxy", "goproxy")
@@ -156,15 +156,6 @@ def make_results(n: int, checks: int, vantages: int, midnight: datetime, seed: i
 # -- stores ------------------------------------------------------------------------------------
 
 
-def postgres_admin(statement: str) -> None:
-    engine = create_engine(f"{POSTGRES_SERVER}/{ADMIN_DB}", isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 class Stores:
     """Fresh, migrated stores; every PostgreSQL database made here is dropped by `cleanup`."""
 
@@ -177,9 +168,8 @@ class Stores:
         if store == "sqlite":
             url = f"sqlite:///{self.workdir / (name + '.db')}"
         else:
-            postgres_admin(f'CREATE DATABASE "{name}"')
+            url = create_postgres_database(name)
             self.databases.append(name)
-            url = f"{POSTGRES_SERVER}/{name}"
         upgrade(url)
         return url
 
@@ -190,12 +180,12 @@ class Stores:
                 p.unlink(missing_ok=True)
         else:
             name = url.rsplit("/", 1)[1]
-            postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_postgres_database(name)
             self.databases.remove(name)
 
     def cleanup(self) -> None:
         for name in list(self.databases):
-            postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_postgres_database(name)
         self.databases.clear()
 
 
