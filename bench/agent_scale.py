@@ -49,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._proc import cpu_seconds, status_mib  # noqa: E402
 from tests.daemon_harness import DaemonProcess, free_port, start_daemon  # noqa: E402
 from tests.servers.certs import make_pki  # noqa: E402
 from tests.servers.dns_unbound import run_unbound  # noqa: E402
@@ -117,17 +118,7 @@ def config(n: int, http: int, https: int, dns: int, ca: Path, db: Path, cap: int
 
 def proc_status(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM in MiB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(rest.split()[0]) / 1024
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return status_mib(pid, "VmRSS", "VmHWM")
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import shutil
 import statistics
@@ -30,6 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: tests.servers
 
+from bench._proc import cpu_seconds  # noqa: E402
 from monitor.config import DnsCheck  # noqa: E402
 from monitor.probes.dns import run_dns_round  # noqa: E402
 from monitor.vantage import Vantage  # noqa: E402
@@ -40,7 +40,6 @@ NAME = "www.example.test"
 ADDRESS = "93.184.216.34"
 KDIG = shutil.which("kdig")
 BLACKBOX = shutil.which("prometheus-blackbox-exporter")
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -126,8 +125,7 @@ class Blackbox:
         raise RuntimeError("blackbox_exporter did not start")
 
     def cpu(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime, stime
+        return cpu_seconds(self.process.pid)
 
     def tool(self, module: str, target: str) -> Callable[[int], Sample]:
         def run(n: int) -> Sample:

@@ -39,6 +39,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: tests.servers
 
+from bench._proc import CLOCK_TICK, cpu_seconds  # noqa: E402
 from monitor.config import DnsCheck, HttpCheck, TcpCheck, TlsCheck  # noqa: E402
 from monitor.model import ProbeResult  # noqa: E402
 from monitor.probes import run_probe  # noqa: E402
@@ -51,7 +52,6 @@ NAME = "www.example.test"
 ADDRESS = "93.184.216.34"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 BLACKBOX = shutil.which("prometheus-blackbox-exporter")
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 KINDS = ("dns", "tcp", "tls", "https")
 LABELS = {
@@ -122,8 +122,7 @@ class Blackbox:
         _wait_listening(self.port, self.process, "blackbox_exporter")
 
     def cpu(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime, stime
+        return cpu_seconds(self.process.pid)
 
     def rss_mib(self) -> float:
         return _rss_mib(self.process.pid)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import sqlite3
@@ -57,6 +56,7 @@ sys.path.insert(0, str(REPO))
 import psycopg  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 
+from bench._proc import cpu_seconds  # noqa: E402
 from monitor.model import Confidence, Failure, FailureClass, Operation, ProbeResult, Verdict, VerdictName, format_time  # noqa: E402
 from monitor.store import ResultWriter, make_engine, partitions, rollups, upgrade  # noqa: E402
 from tests.conftest import create_postgres_database, drop_postgres_database  # noqa: E402
@@ -193,14 +193,12 @@ def backend_cpu(dbname: str) -> float:
     """utime+stime (s) of every server backend connected to `dbname` (same host: /proc)."""
     with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={ADMIN_DB}", autocommit=True) as conn:
         pids = [p for (p,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            total += cpu_seconds(pid)
+        except OSError:  # the backend has ended
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 
