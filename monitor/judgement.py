@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -47,8 +46,14 @@ from monitor.config import Check, Config
 from monitor.model import ProbeResult, Verdict, VerdictName, utcnow
 from monitor.store import make_engine
 from monitor.store.engine import describe_error
-from monitor.store.episodes import drop_episode, episode_state, latest_summaries, save_episode, sni_experiments_since
-from monitor.store.models import ResultRow
+from monitor.store.episodes import (
+    another_agent_wrote_since,
+    drop_episode,
+    episode_state,
+    latest_summaries,
+    save_episode,
+    sni_experiments_since,
+)
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +204,7 @@ class Judge:
             self._others_checked_at = now  # one step asks; the others use the previous answer meanwhile
         try:
             with Session(self.engine) as session:
-                seen = session.scalars(
-                    select(ResultRow.agent).where(ResultRow.started_at >= since, ResultRow.agent != self.agent).limit(1)
-                ).first() is not None
+                seen = another_agent_wrote_since(session, self.agent, since)
         except SQLAlchemyError as e:
             self._store_down(e)
             with self._lock:

@@ -105,6 +105,12 @@ def latest_summaries(session: Session, check: str, kind: str, since: datetime, t
     return [result_from_row(row) for row in session.scalars(stmt)]
 
 
+def another_agent_wrote_since(session: Session, agent: str, since: datetime) -> bool:
+    """Whether any agent but `agent` stored a result that started at or after `since`."""
+    stmt = select(ResultRow.agent).where(ResultRow.started_at >= since, ResultRow.agent != agent).limit(1)
+    return session.scalars(stmt).first() is not None
+
+
 def episode_from_row(row: EpisodeRow) -> Episode:
     return Episode(
         id=row.id, check=row.check, vantage=row.vantage, agent=row.agent, verdict=VerdictName(row.verdict),
